@@ -1,0 +1,133 @@
+"""Checkpoints of the exploration module: tensors in safetensors, settings in JSON, no pickle.
+
+A checkpoint folder holds ``weights.safetensors`` (model and optimiser tensors, running statistics,
+the replay) and ``settings.json`` (format version, module settings, the spaces it was built for).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from gymnasium import spaces
+from safetensors.torch import load_file, save_file
+
+from ilvm_rl.config import ConfigError, from_dict, to_dict
+from ilvm_rl.exploration.explorer import ExplorationConfig, Explorer
+
+FORMAT_VERSION = 1
+WEIGHTS_FILE, SETTINGS_FILE = "weights.safetensors", "settings.json"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that is missing, malformed or built for other spaces."""
+
+
+def describe_space(space: spaces.Space) -> dict[str, Any]:
+    """A JSON description of a space that is equal for equal spaces."""
+    if isinstance(space, spaces.Box):
+        return {"type": "Box", "shape": list(space.shape), "low": space.low.tolist(), "high": space.high.tolist()}
+    if isinstance(space, spaces.Discrete):
+        return {"type": "Discrete", "n": int(space.n), "start": int(space.start)}
+    if isinstance(space, spaces.MultiDiscrete):
+        return {"type": "MultiDiscrete", "nvec": space.nvec.tolist()}
+    return {"type": type(space).__name__, "repr": repr(space)}
+
+
+def _arrays(explorer: Explorer) -> dict[str, torch.Tensor]:
+    tensors = {f"model.{k}": v.detach().clone() for k, v in explorer.bonus_model.state_dict().items()}
+    for name, optim in explorer.bonus_model.optimisers().items():
+        for index, state in optim.optimizer.state_dict()["state"].items():
+            for key, value in state.items():
+                tensors[f"optim.{name}.{index}.{key}"] = torch.as_tensor(value).clone()
+    numpy_state: dict[str, np.ndarray] = {}
+    for name, stats in explorer.bonus_model.statistics().items():
+        numpy_state.update({f"stats.{name}.{k}": v for k, v in stats.state().items()})
+    numpy_state.update({f"scaler.{k}": v for k, v in explorer.scaler.state().items()})
+    numpy_state.update({f"store.{k}": v for k, v in explorer.store.state().items()})
+    numpy_state["int_episode_returns"] = explorer.int_episode_returns
+    tensors.update({k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in numpy_state.items()})
+    return tensors
+
+
+def save_explorer(explorer: Explorer, folder: str | Path) -> Path:
+    """Write ``explorer`` to ``folder`` (created if needed); returns the folder."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    settings = {
+        "format_version": FORMAT_VERSION,
+        "exploration": to_dict(explorer.config),
+        "observation_space": describe_space(explorer.observation_space),
+        "action_space": describe_space(explorer.action_space),
+        "n_envs": explorer.n_envs,
+        "counters": explorer.counters,
+    }
+    # write to temporary names first so an interrupted save never leaves a half checkpoint
+    tmp_weights, tmp_settings = folder / (WEIGHTS_FILE + ".tmp"), folder / (SETTINGS_FILE + ".tmp")
+    save_file({k: v.contiguous() for k, v in _arrays(explorer).items()}, str(tmp_weights))
+    tmp_settings.write_text(json.dumps(settings, indent=2))
+    tmp_weights.replace(folder / WEIGHTS_FILE)
+    tmp_settings.replace(folder / SETTINGS_FILE)
+    return folder
+
+
+def _prefixed(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, np.ndarray]:
+    return {k.removeprefix(prefix): v.numpy() for k, v in tensors.items() if k.startswith(prefix)}
+
+
+def load_explorer(
+    folder: str | Path,
+    observation_space: spaces.Space,
+    action_space: spaces.Space,
+    n_envs: int | None = None,
+    seed: int = 0,
+) -> Explorer:
+    """Rebuild an :class:`Explorer` from ``folder`` for an environment with the given spaces.
+
+    Raises:
+        CheckpointError: the folder lacks a file, the format is unknown, or a space differs.
+    """
+    folder = Path(folder)
+    settings_path, weights_path = folder / SETTINGS_FILE, folder / WEIGHTS_FILE
+    for path in (settings_path, weights_path):
+        if not path.is_file():
+            raise CheckpointError(f"{path}: missing; an exploration checkpoint holds {SETTINGS_FILE} and {WEIGHTS_FILE}")
+    try:
+        settings = json.loads(settings_path.read_text())
+    except json.JSONDecodeError as error:
+        raise CheckpointError(f"{settings_path}: not valid JSON ({error})") from error
+    if settings.get("format_version") != FORMAT_VERSION:
+        raise CheckpointError(f"{settings_path}: format_version {settings.get('format_version')!r}, expected {FORMAT_VERSION}")
+    for key, space in (("observation_space", observation_space), ("action_space", action_space)):
+        if settings.get(key) != describe_space(space):
+            raise CheckpointError(
+                f"{settings_path}: {key} of the checkpoint is {settings.get(key)}, "
+                f"but the environment's is {describe_space(space)}"
+            )
+    try:
+        config = from_dict(ExplorationConfig, settings["exploration"], f"{settings_path}: exploration")
+    except (ConfigError, KeyError) as error:
+        raise CheckpointError(str(error)) from error
+    explorer = Explorer(config, observation_space, action_space, n_envs or settings["n_envs"], seed)
+    tensors = load_file(str(weights_path))
+    model = explorer.bonus_model
+    model.load_state_dict({k.removeprefix("model."): v for k, v in tensors.items() if k.startswith("model.")})
+    for name, optim in model.optimisers().items():
+        state: dict[int, dict[str, torch.Tensor]] = {}
+        for key, value in tensors.items():
+            if key.startswith(f"optim.{name}."):
+                index, field = key.removeprefix(f"optim.{name}.").split(".", 1)
+                state.setdefault(int(index), {})[field] = value
+        groups = optim.optimizer.state_dict()["param_groups"]
+        optim.optimizer.load_state_dict({"state": state, "param_groups": groups})
+    for name, stats in model.statistics().items():
+        stats.load_state(_prefixed(tensors, f"stats.{name}."))
+    if explorer.n_envs == settings["n_envs"]:
+        explorer.scaler.load_state(_prefixed(tensors, "scaler."))
+        explorer.int_episode_returns = tensors["int_episode_returns"].numpy().astype(np.float64)
+    explorer.store.load_state(_prefixed(tensors, "store."))
+    explorer.counters.update(settings.get("counters", {}))
+    return explorer

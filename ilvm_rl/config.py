@@ -1,0 +1,115 @@
+"""Typed settings from plain dicts (YAML, JSON), with errors that name the file and key at fault."""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from typing import Any, Literal, TypeVar, Union
+
+T = TypeVar("T")
+
+
+class ConfigError(ValueError):
+    """A settings file or dict that does not fit its schema."""
+
+
+def _type_name(annotation: Any) -> str:
+    origin = typing.get_origin(annotation)
+    if origin is Literal:
+        return " or ".join(repr(v) for v in typing.get_args(annotation))
+    if origin in (Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in typing.get_args(annotation))
+    if origin is tuple:
+        return f"list of {_type_name(typing.get_args(annotation)[0])}"
+    if origin is dict:
+        return "mapping"
+    if annotation is type(None):
+        return "null"
+    if dataclasses.is_dataclass(annotation):
+        return "mapping"
+    return getattr(annotation, "__name__", str(annotation))
+
+
+def _convert(value: Any, annotation: Any, where: str) -> Any:
+    """Check ``value`` against ``annotation`` and convert lists to tuples and dicts to dataclasses."""
+    origin = typing.get_origin(annotation)
+    fail = ConfigError(f"{where}: expected {_type_name(annotation)}, got {value!r}")
+    if origin in (Union, types.UnionType):
+        for option in typing.get_args(annotation):
+            try:
+                return _convert(value, option, where)
+            except ConfigError:
+                continue
+        raise fail
+    if origin is Literal:
+        if value in typing.get_args(annotation):
+            return value
+        raise fail
+    if annotation is type(None):
+        if value is None:
+            return None
+        raise fail
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise fail
+        item = typing.get_args(annotation)[0]
+        return tuple(_convert(v, item, f"{where}[{i}]") for i, v in enumerate(value))
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise fail
+        return dict(value)
+    if dataclasses.is_dataclass(annotation):
+        if not isinstance(value, dict):
+            raise fail
+        return from_dict(annotation, value, where)  # type: ignore[arg-type]
+    if annotation is bool:
+        if isinstance(value, bool):
+            return value
+        raise fail
+    if annotation is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise fail
+    if annotation is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise fail
+    if annotation is str:
+        if isinstance(value, str):
+            return value
+        raise fail
+    if annotation is Any:
+        return value
+    raise TypeError(f"{where}: no converter for {annotation!r}")
+
+
+def from_dict(cls: type[T], data: dict[str, Any], where: str) -> T:
+    """Build the dataclass ``cls`` from ``data``, rejecting unknown keys and wrong types.
+
+    Args:
+        cls: a dataclass whose fields carry type annotations.
+        data: plain values, e.g. parsed YAML.
+        where: how to name ``data`` in errors, e.g. ``"agents/ppo.yaml: default.exploration"``.
+    """
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise ConfigError(f"{where}: unknown key {unknown[0]!r}; accepted keys: {', '.join(sorted(fields))}")
+    kwargs = {name: _convert(value, hints[name], f"{where}.{name}") for name, value in data.items()}
+    try:
+        return cls(**kwargs)
+    except ValueError as error:
+        raise ConfigError(f"{where}: {error}") from error
+
+
+def to_dict(obj: Any) -> Any:
+    """A dataclass tree as plain dicts and lists (the inverse of :func:`from_dict`)."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, tuple):
+        return [to_dict(v) for v in obj]
+    if isinstance(obj, dict):
+        return {k: to_dict(v) for k, v in obj.items()}
+    return obj

@@ -1,0 +1,190 @@
+"""Intrinsic-reward models: the common interface and the ILVM bonus."""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from gymnasium import spaces
+from torch import nn
+
+from ilvm_rl.exploration.normalisation import RunningMeanStd
+from ilvm_rl.exploration.spaces import ActionEncoder, check_observation_space, fixed_scale, has_fixed_scale
+from ilvm_rl.exploration.store import TransitionBatch
+from ilvm_rl.model.ilvm import ILVM, ModelConfig, Score
+from ilvm_rl.model.optim import GuardedAdam, guarded_step
+
+LossTerms = Sequence[tuple[torch.Tensor, GuardedAdam]]
+
+
+class ObservationNormaliser:
+    """Scales observations to about [-1, 1]: by the Box bounds when they are finite and narrow,
+    otherwise by running mean and std (clipped to ±``clip`` standard deviations).
+
+    Args:
+        space: a 1-D Box observation space.
+        clip: bound on standardised values (running statistics only).
+        always_running: ignore the bounds and always standardise (the RND recipe).
+    """
+
+    def __init__(self, space: spaces.Box, clip: float = 5.0, always_running: bool = False):
+        self.clip = clip
+        self.fixed = has_fixed_scale(space) and not always_running
+        if self.fixed:
+            self.centre, self.half_width = fixed_scale(space)
+        self.stats = RunningMeanStd(space.shape)
+
+    def update(self, obs: np.ndarray) -> None:
+        if not self.fixed:
+            self.stats.update(obs)
+
+    def __call__(self, obs: np.ndarray) -> np.ndarray:
+        if self.fixed:
+            return (obs - self.centre) / self.half_width
+        return np.clip((obs - self.stats.mean) / self.stats.std, -self.clip, self.clip).astype(np.float32)
+
+
+def finite_rows(batch: TransitionBatch) -> np.ndarray:
+    """``(n,)`` mask of transitions whose observations and actions are all finite."""
+    return (
+        np.isfinite(batch.obs).all(axis=1)
+        & np.isfinite(batch.next_obs).all(axis=1)
+        & np.isfinite(batch.actions).all(axis=1)
+    )
+
+
+def select(batch: TransitionBatch, rows: np.ndarray) -> TransitionBatch:
+    return TransitionBatch(batch.obs[rows], batch.actions[rows], batch.next_obs[rows], batch.terminated[rows], batch.truncated[rows])
+
+
+class BonusModel(nn.Module, abc.ABC):
+    """A model that scores transitions (higher = more worth visiting) and learns from replay.
+
+    Subclasses implement :meth:`update_statistics`, :meth:`_score` and :meth:`_loss_terms` on
+    finite transitions; this class filters non-finite ones, so a NaN never reaches a model or a
+    reward, and guards every gradient step.
+
+    Args:
+        observation_space: a 1-D Box.
+        action_space: Discrete, MultiDiscrete or 1-D Box.
+    """
+
+    def __init__(self, observation_space: spaces.Space, action_space: spaces.Space):
+        super().__init__()
+        self.observation_space = check_observation_space(observation_space)
+        self.action_encoder = ActionEncoder(action_space)
+        self.obs_dim = int(self.observation_space.shape[0])
+
+    @abc.abstractmethod
+    def update_statistics(self, batch: TransitionBatch) -> None:
+        """Fold a rollout of finite transitions into the input/target normalisers."""
+
+    @abc.abstractmethod
+    def _score(self, batch: TransitionBatch) -> torch.Tensor:
+        """Raw bonus ``(n,)`` of finite transitions."""
+
+    @abc.abstractmethod
+    def _loss_terms(self, batch: TransitionBatch) -> tuple[LossTerms, dict[str, torch.Tensor]]:
+        """Losses paired with the optimiser that minimises each, and metrics to log."""
+
+    @abc.abstractmethod
+    def optimisers(self) -> dict[str, GuardedAdam]:
+        """The optimisers by name, for checkpoints."""
+
+    @abc.abstractmethod
+    def statistics(self) -> dict[str, RunningMeanStd]:
+        """The running statistics by name, for checkpoints."""
+
+    def score(self, batch: TransitionBatch) -> np.ndarray:
+        """Raw bonus of each transition, ``(n,)`` float32; NaN where a transition is not finite."""
+        rows = finite_rows(batch)
+        scores = np.full(len(batch), np.nan, dtype=np.float32)
+        if rows.any():
+            scores[rows] = self._score(select(batch, rows)).cpu().numpy()
+        return scores
+
+    def train_step(self, batch: TransitionBatch) -> dict[str, float] | None:
+        """One guarded gradient step on the finite transitions of ``batch``.
+
+        Returns:
+            The metrics of the step, or None if it was skipped for a non-finite loss or gradient.
+        """
+        rows = finite_rows(batch)
+        if not rows.any():
+            return None
+        terms, metrics = self._loss_terms(select(batch, rows))
+        if not guarded_step(terms):
+            return None
+        return {name: float(value) for name, value in metrics.items()}
+
+    def tensor(self, array: np.ndarray) -> torch.Tensor:
+        return torch.as_tensor(array, dtype=torch.float32)
+
+
+class ILVMBonus(BonusModel):
+    """Intrinsic reward from an ILVM: a transition model ``p(s' − s | s, a)`` for the scores
+    ``excess_error``, ``latent_surprise`` and ``density_ratio``; a state model ``p(s')`` for ``novelty``.
+
+    Args:
+        observation_space: a 1-D Box.
+        action_space: Discrete, MultiDiscrete or 1-D Box.
+        score: which score becomes the bonus.
+        model_config: architecture and objectives of the ILVM.
+        learning_rate: Adam step size for the model (and critic).
+    """
+
+    def __init__(
+        self,
+        observation_space: spaces.Space,
+        action_space: spaces.Space,
+        score: Score = "excess_error",
+        model_config: ModelConfig | None = None,
+        learning_rate: float = 1e-3,
+    ):
+        super().__init__(observation_space, action_space)
+        model_config = model_config or ModelConfig()
+        model_config.check_score(score)
+        self.score_kind: Score = score
+        self.state_model = score == "novelty"
+        self.obs_norm = ObservationNormaliser(self.observation_space)
+        self.delta_stats = RunningMeanStd((self.obs_dim,))
+        context_dim = 0 if self.state_model else self.obs_dim + self.action_encoder.dim
+        self.model = ILVM(context_dim, self.obs_dim, model_config)
+        self.model_optim = GuardedAdam(self.model.model_parameters(), learning_rate)
+        self.critic_optim = (
+            GuardedAdam(self.model.critic_parameters(), learning_rate) if self.model.critic is not None else None
+        )
+
+    def update_statistics(self, batch: TransitionBatch) -> None:
+        self.obs_norm.update(batch.next_obs)
+        self.delta_stats.update(batch.next_obs - batch.obs)
+
+    def model_inputs(self, batch: TransitionBatch) -> tuple[torch.Tensor | None, torch.Tensor]:
+        """Context ``(n, obs_dim + action_dim)`` (None for the state model) and target ``(n, obs_dim)``."""
+        if self.state_model:
+            return None, self.tensor(self.obs_norm(batch.next_obs))
+        context = np.concatenate([self.obs_norm(batch.obs), self.action_encoder.encode(batch.actions)], axis=1)
+        # predicting the change of state, standardised per feature, keeps slow features visible
+        delta = (batch.next_obs - batch.obs - self.delta_stats.mean) / self.delta_stats.std
+        return self.tensor(context), self.tensor(delta)
+
+    def _score(self, batch: TransitionBatch) -> torch.Tensor:
+        return self.model.score(self.score_kind, *self.model_inputs(batch))
+
+    def _loss_terms(self, batch: TransitionBatch) -> tuple[LossTerms, dict[str, torch.Tensor]]:
+        loss = self.model.loss(*self.model_inputs(batch))
+        terms: list[tuple[torch.Tensor, GuardedAdam]] = [(loss.model, self.model_optim)]
+        if loss.critic is not None and self.critic_optim is not None:
+            terms.append((loss.critic, self.critic_optim))
+        return terms, loss.metrics
+
+    def optimisers(self) -> dict[str, GuardedAdam]:
+        optims = {"model": self.model_optim}
+        if self.critic_optim is not None:
+            optims["critic"] = self.critic_optim
+        return optims
+
+    def statistics(self) -> dict[str, RunningMeanStd]:
+        return {"obs": self.obs_norm.stats, "delta": self.delta_stats}

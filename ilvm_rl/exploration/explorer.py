@@ -1,0 +1,214 @@
+"""The exploration module: replay, bonus model, reward scaling and the model's training schedule.
+
+Nothing here knows Stable-Baselines3; :mod:`ilvm_rl.sb3` feeds it environment steps and asks it for
+the bonus of each rollout.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+import torch
+from gymnasium import spaces
+
+from ilvm_rl.exploration.bonus import BonusModel, ILVMBonus
+from ilvm_rl.exploration.normalisation import ReturnScaler
+from ilvm_rl.exploration.rnd import RNDBonus
+from ilvm_rl.exploration.spaces import ActionEncoder, check_observation_space
+from ilvm_rl.exploration.store import TransitionBatch, TransitionStore
+from ilvm_rl.model.ilvm import ModelConfig, Score
+
+Method = Literal["ilvm", "rnd"]
+
+
+@dataclass(frozen=True)
+class ExplorationConfig:
+    """Settings of the exploration module.
+
+    Attributes:
+        method: ``ilvm`` (bonus from an implicit latent variable model) or ``rnd`` (the baseline).
+        score: for ``ilvm``, which model score becomes the bonus: ``excess_error``,
+            ``latent_surprise``, ``novelty`` (state model) or ``density_ratio``.
+        coef: coefficient β on the scaled bonus.
+        coef_final: if set, β decays linearly from ``coef`` to this value over the run.
+        gamma: discount of the intrinsic return whose running std scales the bonus.
+        scale_memory: intrinsic returns the running std remembers (older ones fade out); null
+            remembers all of them, as the original RND recipe does.
+        store_capacity: transitions kept in the module's replay (bounds its memory).
+        batch_size: transitions per model update.
+        updates_per_rollout: model gradient steps after each rollout.
+        recent_fraction: share of each batch drawn from the latest rollout; the rest is uniform
+            over the whole replay.
+        learning_rate: Adam step size of the bonus model.
+        rnd_output_dim: width of RND's random features.
+        model: the ILVM's settings (for ``rnd``, only ``hidden_sizes`` is read).
+    """
+
+    method: Method = "ilvm"
+    score: Score = "excess_error"
+    coef: float = 1.0
+    coef_final: float | None = None
+    gamma: float = 0.99
+    scale_memory: int | None = 10_000
+    store_capacity: int = 100_000
+    batch_size: int = 256
+    updates_per_rollout: int = 4
+    recent_fraction: float = 0.5
+    learning_rate: float = 1e-3
+    rnd_output_dim: int = 64
+    model: ModelConfig = field(default_factory=ModelConfig)
+
+    def __post_init__(self) -> None:
+        if self.method not in ("ilvm", "rnd"):
+            raise ValueError(f"method: unknown method {self.method!r}; accepted: 'ilvm', 'rnd'")
+        if not 0.0 <= self.gamma < 1.0:
+            raise ValueError(f"gamma must lie in [0, 1), got {self.gamma}")
+        if not 0.0 <= self.recent_fraction <= 1.0:
+            raise ValueError(f"recent_fraction must lie in [0, 1], got {self.recent_fraction}")
+        for name in ("store_capacity", "batch_size", "rnd_output_dim"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.updates_per_rollout < 0 or self.learning_rate <= 0:
+            raise ValueError("updates_per_rollout must be >= 0 and learning_rate > 0")
+        if self.method == "ilvm":
+            self.model.check_score(self.score)
+
+
+def build_bonus_model(config: ExplorationConfig, observation_space: spaces.Space, action_space: spaces.Space) -> BonusModel:
+    if config.method == "rnd":
+        return RNDBonus(
+            observation_space, action_space, config.model.hidden_sizes, config.rnd_output_dim, config.learning_rate
+        )
+    return ILVMBonus(observation_space, action_space, config.score, config.model, config.learning_rate)
+
+
+def _summary(prefix: str, values: np.ndarray) -> dict[str, float]:
+    return {f"{prefix}_mean": float(values.mean()), f"{prefix}_std": float(values.std()), f"{prefix}_max": float(values.max())}
+
+
+class Explorer:
+    """Keeps the replay, turns each rollout into intrinsic rewards and trains the bonus model.
+
+    Args:
+        config: module settings.
+        observation_space: the environment's observation space (a 1-D Box).
+        action_space: the environment's action space.
+        n_envs: number of parallel environments feeding :meth:`observe`.
+        seed: seeds the model's initial weights and the replay sampling.
+    """
+
+    def __init__(
+        self,
+        config: ExplorationConfig,
+        observation_space: spaces.Space,
+        action_space: spaces.Space,
+        n_envs: int,
+        seed: int = 0,
+    ):
+        self.config = config
+        self.observation_space = check_observation_space(observation_space)
+        self.action_space = action_space
+        self.n_envs = n_envs
+        self.action_encoder = ActionEncoder(action_space)
+        # own RNG streams: building the module must not shift the agent's random numbers
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            self.bonus_model = build_bonus_model(config, observation_space, action_space)
+        self.rng = np.random.default_rng(seed)
+        self.store = TransitionStore(config.store_capacity, int(self.observation_space.shape[0]), self.action_encoder.raw_dim)
+        self.scaler = ReturnScaler(n_envs, config.gamma, config.scale_memory)
+        self.steps_since_rollout = 0
+        self.int_episode_returns = np.zeros(n_envs, dtype=np.float64)
+        self.counters = {"skipped_updates": 0, "nonfinite_rewards": 0}
+
+    def observe(
+        self,
+        obs: np.ndarray,
+        actions: np.ndarray,
+        next_obs: np.ndarray,
+        terminated: np.ndarray,
+        truncated: np.ndarray,
+    ) -> None:
+        """Record one step of every environment: obs and next_obs ``(n_envs, obs_dim)``, actions as
+        the agent produced them, terminated and truncated ``(n_envs,)``."""
+        batch = TransitionBatch(
+            obs=np.asarray(obs, dtype=np.float32).reshape(self.n_envs, -1),
+            actions=self.action_encoder.raw(actions, self.n_envs),
+            next_obs=np.asarray(next_obs, dtype=np.float32).reshape(self.n_envs, -1),
+            terminated=np.asarray(terminated, dtype=bool),
+            truncated=np.asarray(truncated, dtype=bool),
+        )
+        self.store.add(batch)
+        self.steps_since_rollout += 1
+
+    def coefficient(self, progress: float) -> float:
+        """β after a share ``progress`` in [0, 1] of the run."""
+        if self.config.coef_final is None:
+            return self.config.coef
+        return self.config.coef + (self.config.coef_final - self.config.coef) * min(max(progress, 0.0), 1.0)
+
+    def rollout_bonus(self, progress: float) -> tuple[np.ndarray, dict[str, float]]:
+        """Intrinsic rewards of the steps observed since the last call.
+
+        Args:
+            progress: share of the run done, for the coefficient schedule.
+
+        Returns:
+            Rewards ``(n_steps, n_envs)`` float32, always finite, and metrics to log.
+        """
+        n_steps = self.steps_since_rollout
+        self.steps_since_rollout = 0
+        rollout = self.store.latest(n_steps * self.n_envs)
+        start = time.perf_counter()
+        self.bonus_model.update_statistics(rollout)
+        raw = self.bonus_model.score(rollout).reshape(n_steps, self.n_envs)
+        nonfinite = ~np.isfinite(raw)
+        raw[nonfinite] = 0.0
+        self.counters["nonfinite_rewards"] += int(nonfinite.sum())
+        beta = self.coefficient(progress)
+        rewards = beta * self.scaler.scale(raw)
+        rewards[~np.isfinite(rewards)] = 0.0
+        metrics = {
+            **_summary("int_reward_raw", raw),
+            **_summary("int_reward", rewards),
+            "coef": beta,
+            "int_return_std": float(self.scaler.stats.std),
+            "score_time_ms": 1000 * (time.perf_counter() - start),
+        }
+        finished = self._int_returns_of_finished_episodes(rewards, rollout)
+        if finished:
+            metrics["int_return_mean"] = float(np.mean(finished))
+        return rewards, metrics
+
+    def _int_returns_of_finished_episodes(self, rewards: np.ndarray, rollout: TransitionBatch) -> list[float]:
+        ends = (rollout.terminated | rollout.truncated).reshape(rewards.shape)
+        finished: list[float] = []
+        for step_rewards, step_ends in zip(rewards, ends, strict=True):
+            self.int_episode_returns += step_rewards
+            finished.extend(self.int_episode_returns[step_ends].tolist())
+            self.int_episode_returns[step_ends] = 0.0
+        return finished
+
+    def update(self, recent: int) -> dict[str, float]:
+        """Train the bonus model for ``updates_per_rollout`` steps on batches that mix the
+        ``recent`` latest transitions with the whole replay; returns mean losses and timings."""
+        start = time.perf_counter()
+        totals: dict[str, float] = {}
+        taken = 0
+        for _ in range(self.config.updates_per_rollout):
+            batch = self.store.sample(self.config.batch_size, self.rng, recent, self.config.recent_fraction)
+            step_metrics = self.bonus_model.train_step(batch)
+            if step_metrics is None:
+                self.counters["skipped_updates"] += 1
+                continue
+            taken += 1
+            for name, value in step_metrics.items():
+                totals[name] = totals.get(name, 0.0) + value
+        metrics = {f"loss/{name}": value / taken for name, value in totals.items()} if taken else {}
+        metrics["update_time_ms"] = 1000 * (time.perf_counter() - start)
+        metrics["store_size"] = float(self.store.size)
+        metrics.update({name: float(count) for name, count in self.counters.items()})
+        return metrics

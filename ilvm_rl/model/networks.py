@@ -1,0 +1,52 @@
+"""Small building blocks shared by the models: MLPs and diagonal-Gaussian helpers."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+
+def mlp(
+    in_dim: int,
+    hidden_sizes: Sequence[int],
+    out_dim: int,
+    spectral_norm: bool = False,
+) -> nn.Sequential:
+    """A ReLU MLP ``in_dim -> hidden_sizes... -> out_dim`` with a linear output layer.
+
+    Args:
+        in_dim: input features.
+        hidden_sizes: width of each hidden layer.
+        out_dim: output features.
+        spectral_norm: wrap every linear layer in spectral normalisation (for critics).
+    """
+    layers: list[nn.Module] = []
+    width = in_dim
+    for size in [*hidden_sizes, out_dim]:
+        linear = nn.Linear(width, size)
+        layers.append(nn.utils.parametrizations.spectral_norm(linear) if spectral_norm else linear)
+        layers.append(nn.ReLU())
+        width = size
+    return nn.Sequential(*layers[:-1])
+
+
+# log-std bounds keep exp() finite and the KL well conditioned
+LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0
+
+
+def split_gaussian(params: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Split ``(..., 2d)`` network outputs into a mean and a bounded log-std, each ``(..., d)``."""
+    mean, raw_log_std = params.chunk(2, dim=-1)
+    log_std = LOG_STD_MIN + 0.5 * (LOG_STD_MAX - LOG_STD_MIN) * (torch.tanh(raw_log_std) + 1.0)
+    return mean, log_std
+
+
+def gaussian_kl(
+    mean_q: torch.Tensor, log_std_q: torch.Tensor, mean_p: torch.Tensor, log_std_p: torch.Tensor
+) -> torch.Tensor:
+    """``KL(N(mean_q, std_q²) ‖ N(mean_p, std_p²))`` per dimension, same shape as the inputs."""
+    var_ratio = torch.exp(2.0 * (log_std_q - log_std_p))
+    mean_term = ((mean_q - mean_p) * torch.exp(-log_std_p)) ** 2
+    return 0.5 * (var_ratio + mean_term - 1.0) - (log_std_q - log_std_p)

@@ -1,0 +1,155 @@
+"""Agent recipes: an algorithm, its hyperparameters and the exploration module, per environment id.
+
+A recipe is a YAML file in ``agents/`` (or any path) laid out like RL Baselines3 Zoo's files::
+
+    extends: ppo            # optional: start from another recipe, so shared settings stay shared
+    default:                # settings for every environment
+      exploration: {method: ilvm, score: excess_error}
+    MountainCar-v0:         # settings for one environment id, merged over ``default``
+      algo_kwargs: {gamma: 0.99}
+
+Sections are merged deeply (a nested mapping updates the one below it), parent first.
+"""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import gymnasium as gym
+import yaml
+from stable_baselines3 import A2C, PPO
+from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
+
+from ilvm_rl.config import ConfigError, from_dict
+from ilvm_rl.exploration.explorer import ExplorationConfig
+
+ALGORITHMS: dict[str, type[OnPolicyAlgorithm]] = {"ppo": PPO, "a2c": A2C}
+# keys of the algorithm's constructor that the runner sets itself
+RESERVED_ALGO_KEYS = {"policy", "env", "seed", "device", "tensorboard_log", "verbose", "_init_setup_model"}
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """A resolved recipe for one environment.
+
+    Attributes:
+        algo: ``ppo`` or ``a2c``.
+        policy: SB3 policy name, e.g. ``MlpPolicy``.
+        n_envs: parallel training environments.
+        algo_kwargs: keyword arguments of the algorithm's constructor (``n_steps``, ``gamma``...).
+        exploration: the exploration module, or null for none.
+        eval_episodes: episodes of the final deterministic evaluation.
+        checkpoint_every: save model and module every this many steps (0: only at the end).
+    """
+
+    algo: Literal["ppo", "a2c"] = "ppo"
+    policy: str = "MlpPolicy"
+    n_envs: int = 8
+    algo_kwargs: dict[str, Any] = field(default_factory=dict)
+    exploration: ExplorationConfig | None = None
+    eval_episodes: int = 10
+    checkpoint_every: int = 0
+
+    def __post_init__(self) -> None:
+        if self.n_envs < 1 or self.eval_episodes < 1 or self.checkpoint_every < 0:
+            raise ValueError("n_envs and eval_episodes must be >= 1, checkpoint_every >= 0")
+        accepted = set(inspect.signature(ALGORITHMS[self.algo].__init__).parameters) - RESERVED_ALGO_KEYS - {"self"}
+        for key in self.algo_kwargs:
+            if key not in accepted:
+                raise ValueError(f"algo_kwargs: {key!r} is not a {self.algo} argument; accepted: {', '.join(sorted(accepted))}")
+
+
+def recipe_names() -> list[str]:
+    """Names of the recipes shipped in ``agents/``."""
+    return sorted(p.name.removesuffix(".yaml") for p in resources.files("ilvm_rl.agents").iterdir() if p.name.endswith(".yaml"))
+
+
+def recipe_path(agent: str) -> Path:
+    """The file of a recipe given by name (``ppo_ilvm``) or path (``my/recipe.yaml``)."""
+    candidate = Path(agent)
+    if candidate.suffix in (".yaml", ".yml"):
+        if not candidate.is_file():
+            raise ConfigError(f"recipe file {agent} does not exist")
+        return candidate
+    shipped = resources.files("ilvm_rl.agents") / f"{agent}.yaml"
+    if not shipped.is_file():
+        close = difflib.get_close_matches(agent, recipe_names(), n=3)
+        hint = f" (did you mean {', '.join(close)}?)" if close else ""
+        raise ConfigError(f"unknown agent {agent!r}{hint}; recipes: {', '.join(recipe_names())}, or a path to a .yaml file")
+    return Path(str(shipped))
+
+
+def check_env_id(env_id: str) -> None:
+    """Raise a :class:`ConfigError` naming close matches if ``env_id`` is not registered."""
+    import ilvm_rl.envs  # noqa: F401  (registers the ilvm/ environments)
+
+    if env_id not in gym.envs.registry:
+        close = difflib.get_close_matches(env_id, list(gym.envs.registry), n=3)
+        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        raise ConfigError(f"unknown environment id {env_id!r}{hint}")
+
+
+def _merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _sections(path: Path, env_id: str, seen: tuple[Path, ...] = ()) -> list[tuple[str, dict[str, Any]]]:
+    """The ``(label, section)`` pairs that apply to ``env_id``, parent recipes first."""
+    if path.resolve() in seen:
+        raise ConfigError(f"{path}: 'extends' forms a cycle through {', '.join(map(str, seen))}")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path}: not valid YAML ({error})") from error
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: a recipe is a mapping of 'extends', 'default' and environment ids")
+    sections: list[tuple[str, dict[str, Any]]] = []
+    parent = data.get("extends")
+    if parent is not None:
+        if not isinstance(parent, str):
+            raise ConfigError(f"{path}: extends: expected a recipe name or path, got {parent!r}")
+        sections += _sections(recipe_path(parent), env_id, (*seen, path.resolve()))
+    for name in ("default", env_id):
+        section = data.get(name)
+        if section is None:
+            continue
+        if not isinstance(section, dict):
+            raise ConfigError(f"{path}: {name}: expected a mapping of settings, got {section!r}")
+        sections.append((f"{path}: {name}", section))
+    return sections
+
+
+def load_recipe(agent: str, env_id: str, overrides: dict[str, Any] | None = None) -> tuple[Recipe, dict[str, Any]]:
+    """Resolve a recipe for ``env_id``.
+
+    Args:
+        agent: recipe name in ``agents/`` or path to a recipe file.
+        env_id: a registered Gymnasium id.
+        overrides: settings merged last (e.g. from ``--set`` on the command line).
+
+    Returns:
+        The validated recipe and the merged plain dict (what a run folder records).
+
+    Raises:
+        ConfigError: naming the file, section and key at fault.
+    """
+    check_env_id(env_id)
+    sections = _sections(recipe_path(agent), env_id)
+    if overrides:
+        sections.append(("overrides", overrides))
+    merged: dict[str, Any] = {}
+    for label, section in sections:
+        merged = _merge(merged, section)
+        from_dict(Recipe, merged, label)  # names the first section whose settings break the schema
+    return from_dict(Recipe, merged, f"recipe {agent} for {env_id}"), merged

@@ -1,0 +1,219 @@
+"""Training a recipe into a run folder, and reading the results back.
+
+A run folder ``runs/<env>__<agent>__<seed>__<time>/`` holds::
+
+    command.txt        the exact command line
+    config.yaml        the resolved recipe plus env id, seed and step budget
+    tb/                TensorBoard events (and progress.csv)
+    monitor/           one Monitor file per training environment (extrinsic returns)
+    episodes.csv       every finished training episode: global step, extrinsic return, length
+    model.zip          the SB3 model
+    exploration/       the exploration module checkpoint (safetensors + JSON)
+    eval.json          final evaluation: deterministic policy, separate env, extrinsic return
+    results.json       summary: steps to threshold, solved, final return, steps per second
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import shlex
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+import yaml
+from stable_baselines3.common.callbacks import BaseCallback, CallbackList
+from stable_baselines3.common.env_util import make_vec_env
+from stable_baselines3.common.evaluation import evaluate_policy
+from stable_baselines3.common.logger import configure
+from stable_baselines3.common.monitor import Monitor
+
+from ilvm_rl.config import ConfigError
+from ilvm_rl.recipes import ALGORITHMS, Recipe, load_recipe
+from ilvm_rl.sb3.callback import ExplorationCallback
+
+log = logging.getLogger(__name__)
+
+EPISODES_FILE, RESULTS_FILE, EVAL_FILE = "episodes.csv", "results.json", "eval.json"
+# the trailing window over which training returns are compared with the env's reward threshold
+THRESHOLD_WINDOW = 10
+# evaluation environments are seeded away from the training ones
+EVAL_SEED_OFFSET = 10_000
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """What to train: a recipe on an environment with a seed and a step budget."""
+
+    agent: str
+    env_id: str
+    seed: int
+    steps: int
+    overrides: dict[str, Any] | None = None
+
+
+class EpisodeRecorder(BaseCallback):
+    """Appends each finished training episode to ``episodes.csv`` with the global step at which it
+    ended, so steps-to-threshold is exact across parallel environments."""
+
+    def __init__(self, path: Path):
+        super().__init__()
+        self.path = path
+        self.file: Any = None
+        self.writer: Any = None
+
+    def _on_training_start(self) -> None:
+        new = not self.path.exists()
+        self.file = self.path.open("a", newline="")
+        self.writer = csv.writer(self.file)
+        if new:
+            self.writer.writerow(["step", "return", "length"])
+
+    def _on_step(self) -> bool:
+        for info in self.locals["infos"]:
+            episode = info.get("episode")
+            if episode is not None:
+                self.writer.writerow([self.num_timesteps, float(episode["r"]), int(episode["l"])])
+        return True
+
+    def _on_rollout_end(self) -> None:
+        self.file.flush()
+
+    def _on_training_end(self) -> None:
+        self.file.close()
+
+
+class PeriodicCheckpoint(BaseCallback):
+    """Saves the SB3 model and the exploration module every ``every`` steps."""
+
+    def __init__(self, run_dir: Path, every: int, exploration: ExplorationCallback | None):
+        super().__init__()
+        self.run_dir, self.every, self.exploration = run_dir, every, exploration
+        self.last = 0
+
+    def _on_step(self) -> bool:
+        if self.num_timesteps - self.last >= self.every:
+            self.last = self.num_timesteps
+            save_checkpoint(self.run_dir, self.model, self.exploration)
+        return True
+
+
+def save_checkpoint(run_dir: Path, model: Any, exploration: ExplorationCallback | None) -> None:
+    model.save(run_dir / "model.zip")
+    if exploration is not None:
+        exploration.save(run_dir / "exploration")
+
+
+def steps_to_threshold(episodes: list[tuple[int, float]], threshold: float, window: int = THRESHOLD_WINDOW) -> int | None:
+    """First global step at which the mean of the last ``window`` training returns reaches ``threshold``.
+
+    Args:
+        episodes: ``(step, return)`` of finished episodes in the order they ended.
+    """
+    returns = [r for _, r in episodes]
+    for index in range(window - 1, len(episodes)):
+        if np.mean(returns[index - window + 1 : index + 1]) >= threshold:
+            return episodes[index][0]
+    return None
+
+
+def read_episodes(run_dir: Path) -> list[tuple[int, float]]:
+    """``(step, extrinsic return)`` of every training episode of a run."""
+    with (run_dir / EPISODES_FILE).open() as file:
+        return [(int(row["step"]), float(row["return"])) for row in csv.DictReader(file)]
+
+
+def reward_threshold(env_id: str) -> float | None:
+    return gym.spec(env_id).reward_threshold
+
+
+def make_run_dir(root: Path, spec: RunSpec) -> Path:
+    agent = Path(spec.agent).stem
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    run_dir = root / f"{spec.env_id.replace('/', '-')}__{agent}__{spec.seed}__{stamp}"
+    suffix = 1
+    while run_dir.exists():
+        suffix += 1
+        run_dir = root / f"{spec.env_id.replace('/', '-')}__{agent}__{spec.seed}__{stamp}-{suffix}"
+    run_dir.mkdir(parents=True)
+    return run_dir
+
+
+def train(spec: RunSpec, run_dir: Path, progress_bar: bool = False, command: str | None = None) -> dict[str, Any]:
+    """Train ``spec`` into ``run_dir`` (which must exist) and return the results summary.
+
+    Raises:
+        ConfigError: the recipe, environment id or spaces are not accepted (before anything trains).
+    """
+    recipe, resolved = load_recipe(spec.agent, spec.env_id, spec.overrides)
+    if spec.steps < 1:
+        raise ConfigError(f"steps must be >= 1, got {spec.steps}")
+    (run_dir / "command.txt").write_text((command or shlex.join(sys.argv)) + "\n")
+    record = {"agent": spec.agent, "env_id": spec.env_id, "seed": spec.seed, "steps": spec.steps, "recipe": resolved}
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(record, sort_keys=False))
+
+    torch.set_num_threads(1)  # small networks: threads cost more than they give, and runs go in parallel
+    env = make_vec_env(spec.env_id, n_envs=recipe.n_envs, seed=spec.seed, monitor_dir=str(run_dir / "monitor"))
+    model = ALGORITHMS[recipe.algo](recipe.policy, env, seed=spec.seed, device="cpu", verbose=0, **recipe.algo_kwargs)
+    model.set_logger(configure(str(run_dir / "tb"), ["tensorboard", "csv"]))
+    callbacks: list[BaseCallback] = [EpisodeRecorder(run_dir / EPISODES_FILE)]
+    exploration = None
+    if recipe.exploration is not None:
+        exploration = ExplorationCallback(recipe.exploration, seed=spec.seed)
+        callbacks.append(exploration)
+    if recipe.checkpoint_every:
+        callbacks.append(PeriodicCheckpoint(run_dir, recipe.checkpoint_every, exploration))
+
+    start = time.perf_counter()
+    model.learn(spec.steps, callback=CallbackList(callbacks), progress_bar=progress_bar)
+    wall = time.perf_counter() - start
+    save_checkpoint(run_dir, model, exploration)
+    env.close()
+    evaluation = evaluate(model, spec.env_id, spec.seed, recipe)
+    (run_dir / EVAL_FILE).write_text(json.dumps(evaluation, indent=2))
+    return write_results(run_dir, spec, recipe, evaluation, model.num_timesteps, wall)
+
+
+def evaluate(model: Any, env_id: str, seed: int, recipe: Recipe) -> dict[str, Any]:
+    """Deterministic policy on a separate, differently seeded env; extrinsic return only."""
+    eval_env = Monitor(gym.make(env_id))
+    eval_env.reset(seed=seed + EVAL_SEED_OFFSET)
+    returns, lengths = evaluate_policy(
+        model, eval_env, n_eval_episodes=recipe.eval_episodes, deterministic=True, return_episode_rewards=True
+    )
+    eval_env.close()
+    return {
+        "mean_return": float(np.mean(returns)),
+        "std_return": float(np.std(returns)),
+        "returns": [float(r) for r in returns],
+        "lengths": [int(n) for n in lengths],
+        "deterministic": True,
+    }
+
+
+def write_results(
+    run_dir: Path, spec: RunSpec, recipe: Recipe, evaluation: dict[str, Any], steps_done: int, wall: float
+) -> dict[str, Any]:
+    threshold = reward_threshold(spec.env_id)
+    reached = steps_to_threshold(read_episodes(run_dir), threshold) if threshold is not None else None
+    results = {
+        "agent": Path(spec.agent).stem,
+        "env_id": spec.env_id,
+        "seed": spec.seed,
+        "steps": steps_done,
+        "reward_threshold": threshold,
+        "steps_to_threshold": reached,
+        "solved": reached is not None,
+        "final_eval_return": evaluation["mean_return"],
+        "steps_per_second": steps_done / wall,
+        "wall_time_s": wall,
+    }
+    (run_dir / RESULTS_FILE).write_text(json.dumps(results, indent=2))
+    return results
