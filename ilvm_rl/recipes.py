@@ -41,6 +41,9 @@ class Recipe:
         algo: ``ppo`` or ``a2c``.
         policy: SB3 policy name, e.g. ``MlpPolicy``.
         n_envs: parallel training environments.
+        normalize_obs: ``bounds`` rescales a bounded Box observation to [-1, 1] for the agent and the
+            exploration module alike (MountainCar's velocity spans ±0.07, too little for an
+            unnormalised policy network to read); ``none`` passes observations through.
         algo_kwargs: keyword arguments of the algorithm's constructor (``n_steps``, ``gamma``...).
         exploration: the exploration module, or null for none.
         eval_episodes: episodes of the final deterministic evaluation.
@@ -50,6 +53,7 @@ class Recipe:
     algo: Literal["ppo", "a2c"] = "ppo"
     policy: str = "MlpPolicy"
     n_envs: int = 8
+    normalize_obs: Literal["none", "bounds"] = "none"
     algo_kwargs: dict[str, Any] = field(default_factory=dict)
     exploration: ExplorationConfig | None = None
     eval_episodes: int = 10

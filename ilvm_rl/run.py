@@ -21,7 +21,9 @@ import logging
 import shlex
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +31,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 import yaml
+from gymnasium.wrappers import RescaleObservation
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.evaluation import evaluate_policy
@@ -36,6 +39,7 @@ from stable_baselines3.common.logger import configure
 from stable_baselines3.common.monitor import Monitor
 
 from ilvm_rl.config import ConfigError
+from ilvm_rl.exploration.spaces import has_fixed_scale
 from ilvm_rl.recipes import ALGORITHMS, Recipe, load_recipe
 from ilvm_rl.sb3.callback import ExplorationCallback
 
@@ -160,7 +164,13 @@ def train(spec: RunSpec, run_dir: Path, progress_bar: bool = False, command: str
     (run_dir / "config.yaml").write_text(yaml.safe_dump(record, sort_keys=False))
 
     torch.set_num_threads(1)  # small networks: threads cost more than they give, and runs go in parallel
-    env = make_vec_env(spec.env_id, n_envs=recipe.n_envs, seed=spec.seed, monitor_dir=str(run_dir / "monitor"))
+    env = make_vec_env(
+        spec.env_id,
+        n_envs=recipe.n_envs,
+        seed=spec.seed,
+        monitor_dir=str(run_dir / "monitor"),
+        wrapper_class=observation_wrapper(spec.env_id, recipe),
+    )
     model = ALGORITHMS[recipe.algo](recipe.policy, env, seed=spec.seed, device="cpu", verbose=0, **recipe.algo_kwargs)
     model.set_logger(configure(str(run_dir / "tb"), ["tensorboard", "csv"]))
     callbacks: list[BaseCallback] = [EpisodeRecorder(run_dir / EPISODES_FILE)]
@@ -181,9 +191,23 @@ def train(spec: RunSpec, run_dir: Path, progress_bar: bool = False, command: str
     return write_results(run_dir, spec, recipe, evaluation, model.num_timesteps, wall)
 
 
+def observation_wrapper(env_id: str, recipe: Recipe) -> Callable[[gym.Env], gym.Env] | None:
+    """The per-env wrapper that applies ``recipe.normalize_obs`` (None for ``none``)."""
+    if recipe.normalize_obs == "none":
+        return None
+    space = gym.make(env_id).observation_space
+    if not (isinstance(space, gym.spaces.Box) and has_fixed_scale(space)):
+        raise ConfigError(
+            f"normalize_obs: 'bounds' needs a Box observation space with finite bounds; {env_id} has {space}"
+        )
+    return partial(RescaleObservation, min_obs=-1.0, max_obs=1.0)
+
+
 def evaluate(model: Any, env_id: str, seed: int, recipe: Recipe) -> dict[str, Any]:
     """Deterministic policy on a separate, differently seeded env; extrinsic return only."""
-    eval_env = Monitor(gym.make(env_id))
+    eval_env = gym.make(env_id)
+    wrapper = observation_wrapper(env_id, recipe)
+    eval_env = Monitor(wrapper(eval_env) if wrapper else eval_env)
     eval_env.reset(seed=seed + EVAL_SEED_OFFSET)
     returns, lengths = evaluate_policy(
         model, eval_env, n_eval_episodes=recipe.eval_episodes, deterministic=True, return_episode_rewards=True

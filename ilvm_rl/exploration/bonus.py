@@ -16,6 +16,7 @@ from ilvm_rl.exploration.store import TransitionBatch
 from ilvm_rl.model.ilvm import ILVM, ModelConfig, Score
 from ilvm_rl.model.optim import GuardedAdam, guarded_step
 
+ADVERSARIAL_BETAS = (0.5, 0.9)
 LossTerms = Sequence[tuple[torch.Tensor, GuardedAdam]]
 
 
@@ -153,9 +154,11 @@ class ILVMBonus(BonusModel):
         context_dim = 0 if self.state_model else self.obs_dim + self.action_encoder.dim
         self.model = ILVM(context_dim, self.obs_dim, model_config)
         self.model_optim = GuardedAdam(self.model.model_parameters(), learning_rate)
-        self.critic_optim = (
-            GuardedAdam(self.model.critic_parameters(), learning_rate) if self.model.critic is not None else None
-        )
+        self.critic_optim = None
+        if self.model.critic is not None:
+            # both players of the adversarial game use the short-memory Adam that GANs train stably with
+            self.model_optim = GuardedAdam(self.model.model_parameters(), learning_rate, betas=ADVERSARIAL_BETAS)
+            self.critic_optim = GuardedAdam(self.model.critic_parameters(), learning_rate, betas=ADVERSARIAL_BETAS)
 
     def update_statistics(self, batch: TransitionBatch) -> None:
         self.obs_norm.update(batch.next_obs)
