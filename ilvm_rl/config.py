@@ -36,7 +36,12 @@ def _convert(value: Any, annotation: Any, where: str) -> Any:
     origin = typing.get_origin(annotation)
     fail = ConfigError(f"{where}: expected {_type_name(annotation)}, got {value!r}")
     if origin in (Union, types.UnionType):
-        for option in typing.get_args(annotation):
+        options = [a for a in typing.get_args(annotation) if a is not type(None)]
+        if value is None and len(options) < len(typing.get_args(annotation)):
+            return None
+        if len(options) == 1:  # Optional[X]: X's own error is the informative one
+            return _convert(value, options[0], where)
+        for option in options:
             try:
                 return _convert(value, option, where)
             except ConfigError:

@@ -200,7 +200,7 @@ def observation_wrapper(env_id: str, recipe: Recipe) -> Callable[[gym.Env], gym.
         raise ConfigError(
             f"normalize_obs: 'bounds' needs a Box observation space with finite bounds; {env_id} has {space}"
         )
-    return partial(RescaleObservation, min_obs=-1.0, max_obs=1.0)
+    return partial(RescaleObservation, min_obs=np.float32(-1.0), max_obs=np.float32(1.0))
 
 
 def evaluate(model: Any, env_id: str, seed: int, recipe: Recipe) -> dict[str, Any]:

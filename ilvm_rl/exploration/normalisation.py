@@ -42,8 +42,10 @@ class RunningMeanStd:
         return {"mean": self.mean, "var": self.var, "count": np.array(self.count)}
 
     def load_state(self, state: dict[str, np.ndarray]) -> None:
-        self.mean, self.var = state["mean"].astype(np.float64), state["var"].astype(np.float64)
-        self.count = float(state["count"])
+        shape = self.mean.shape  # safetensors keeps no 0-d arrays, so restore the shape
+        self.mean = np.asarray(state["mean"], dtype=np.float64).reshape(shape)
+        self.var = np.asarray(state["var"], dtype=np.float64).reshape(shape)
+        self.count = float(np.asarray(state["count"]).reshape(-1)[0])
 
 
 class ReturnScaler:

@@ -1,0 +1,74 @@
+"""Bad recipes, env ids and spaces fail at once with an error naming what is at fault."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from gymnasium import spaces
+
+from ilvm_rl import ExplorationConfig, Explorer
+from ilvm_rl.config import ConfigError, from_dict
+from ilvm_rl.exploration.spaces import UnsupportedSpaceError
+from ilvm_rl.recipes import load_recipe, recipe_names
+
+
+def write(tmp_path: Path, text: str) -> str:
+    path = tmp_path / "recipe.yaml"
+    path.write_text(text)
+    return str(path)
+
+
+def test_shipped_recipes_resolve_with_the_same_ppo_settings() -> None:
+    assert {"ppo", "ppo_rnd", "ppo_ilvm"} <= set(recipe_names())
+    resolved = {name: load_recipe(name, "MountainCar-v0")[0] for name in ("ppo", "ppo_rnd", "ppo_ilvm")}
+    assert resolved["ppo"].exploration is None
+    assert resolved["ppo_rnd"].exploration.method == "rnd"
+    assert resolved["ppo_ilvm"].exploration.method == "ilvm"
+    assert len({(r.algo_kwargs.__repr__(), r.n_envs, r.normalize_obs) for r in resolved.values()}) == 1
+
+
+def test_unknown_key_names_the_file_section_and_key(tmp_path: Path) -> None:
+    path = write(tmp_path, "extends: ppo\ndefault:\n  exploration:\n    coeff: 2.0\n")
+    with pytest.raises(ConfigError, match=r"recipe\.yaml: default\.exploration: unknown key 'coeff'"):
+        load_recipe(path, "MountainCar-v0")
+
+
+def test_wrong_type_names_the_key(tmp_path: Path) -> None:
+    path = write(tmp_path, "default:\n  n_envs: four\n")
+    with pytest.raises(ConfigError, match=r"default\.n_envs: expected int, got 'four'"):
+        load_recipe(path, "CartPole-v1")
+    path = write(tmp_path, "CartPole-v1:\n  exploration: {model: {objectives: [gan]}}\n")
+    with pytest.raises(ConfigError, match=r"CartPole-v1\.exploration\.model\.objectives\[0\]"):
+        load_recipe(path, "CartPole-v1")
+
+
+def test_unknown_algorithm_argument_is_named(tmp_path: Path) -> None:
+    path = write(tmp_path, "default:\n  algo_kwargs: {n_step: 8}\n")
+    with pytest.raises(ConfigError, match="'n_step' is not a ppo argument"):
+        load_recipe(path, "CartPole-v1")
+
+
+def test_unknown_agent_and_env_id_suggest_close_names() -> None:
+    with pytest.raises(ConfigError, match="unknown agent 'ppo_ilv'.*ppo_ilvm"):
+        load_recipe("ppo_ilv", "CartPole-v1")
+    with pytest.raises(ConfigError, match="unknown environment id 'MountainCar-v9'.*MountainCar-v0"):
+        load_recipe("ppo", "MountainCar-v9")
+
+
+def test_a_score_the_objectives_cannot_give_is_refused() -> None:
+    with pytest.raises(ConfigError, match="latent_surprise.*posterior"):
+        from_dict(ExplorationConfig, {"score": "latent_surprise", "model": {"objectives": ["energy"]}}, "x")
+
+
+@pytest.mark.parametrize(
+    "space",
+    [spaces.Box(0, 255, (8, 8, 3), dtype=np.uint8), spaces.Dict({"a": spaces.Box(0, 1, (2,))}), spaces.Discrete(4)],
+)
+def test_unsupported_observation_spaces_are_named(space: spaces.Space) -> None:
+    with pytest.raises(UnsupportedSpaceError, match="observation space .* is not supported"):
+        Explorer(ExplorationConfig(), space, spaces.Discrete(2), n_envs=1)
+
+
+def test_unsupported_action_space_is_named() -> None:
+    with pytest.raises(UnsupportedSpaceError, match="action space .* is not supported"):
+        Explorer(ExplorationConfig(), spaces.Box(-1, 1, (2,)), spaces.Box(-1, 1, (2, 2)), n_envs=1)

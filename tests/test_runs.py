@@ -1,0 +1,133 @@
+"""CLI, run folders, checkpoints and reproducibility at toy scale."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from safetensors.numpy import load_file
+
+from ilvm_rl.bench import run_grid
+from ilvm_rl.checkpoint import CheckpointError, load_explorer
+from ilvm_rl.cli import main
+from ilvm_rl.run import RunSpec, steps_to_threshold, train
+
+# the fast preset: the real code path with a tiny budget
+FAST = {"n_envs": 2, "algo_kwargs": {"n_steps": 32, "batch_size": 32}, "eval_episodes": 1}
+FAST_FLAGS = ["--set", "n_envs=2", "--set", "algo_kwargs.n_steps=32", "--set", "algo_kwargs.batch_size=32",
+              "--set", "eval_episodes=1", "--no-progress"]
+
+
+def only_run(runs_dir: Path) -> Path:
+    (run_dir,) = [p for p in runs_dir.iterdir() if p.is_dir()]
+    return run_dir
+
+
+def test_cli_train_writes_a_complete_run_folder(tmp_path: Path) -> None:
+    code = main(["train", "--agent", "ppo_ilvm", "--env", "MountainCar-v0", "--steps", "256",
+                 "--runs-dir", str(tmp_path), *FAST_FLAGS])
+    assert code == 0
+    run_dir = only_run(tmp_path)
+    for name in ("command.txt", "config.yaml", "model.zip", "eval.json", "results.json", "episodes.csv",
+                 "exploration/weights.safetensors", "exploration/settings.json"):
+        assert (run_dir / name).is_file(), name
+    assert list((run_dir / "tb").glob("events.out.tfevents.*"))
+    assert list((run_dir / "monitor").glob("*.monitor.csv"))
+    assert "ilvm-rl train --agent ppo_ilvm" in (run_dir / "command.txt").read_text()
+    evaluation = json.loads((run_dir / "eval.json").read_text())
+    assert evaluation["deterministic"] and evaluation["mean_return"] == -200.0
+    progress = (run_dir / "tb" / "progress.csv").read_text().splitlines()[0]
+    for tag in ("ilvm/int_reward_mean", "ilvm/int_reward_raw_max", "ilvm/loss/energy", "ilvm/update_time_ms"):
+        assert tag in progress
+
+
+def test_cli_rejects_bad_input_before_writing_anything(tmp_path: Path, capsys) -> None:
+    assert main(["train", "--agent", "nope", "--env", "MountainCar-v0", "--runs-dir", str(tmp_path)]) == 2
+    assert "unknown agent 'nope'" in capsys.readouterr().err
+    assert main(["train", "--agent", "ppo", "--env", "MountainCar-v0", "--set", "exploration.bogus=1",
+                 "--runs-dir", str(tmp_path)]) == 2
+    assert "unknown key 'bogus'" in capsys.readouterr().err
+    assert not tmp_path.exists() or not any(tmp_path.iterdir())
+
+
+def run_once(tmp_path: Path, name: str) -> Path:
+    run_dir = tmp_path / name
+    run_dir.mkdir()
+    train(RunSpec("ppo_ilvm", "MountainCar-v0", seed=3, steps=256, overrides=FAST), run_dir, command="test")
+    return run_dir
+
+
+def test_same_seed_twice_gives_identical_results(tmp_path: Path) -> None:
+    first, second = run_once(tmp_path, "a"), run_once(tmp_path, "b")
+    weights_a = load_file(str(first / "exploration" / "weights.safetensors"))
+    weights_b = load_file(str(second / "exploration" / "weights.safetensors"))
+    assert weights_a.keys() == weights_b.keys()
+    for key in weights_a:
+        np.testing.assert_array_equal(weights_a[key], weights_b[key], err_msg=key)
+    assert (first / "episodes.csv").read_text() == (second / "episodes.csv").read_text()
+
+
+RELOAD_SCRIPT = """
+import sys, numpy as np, gymnasium as gym
+from gymnasium.wrappers import RescaleObservation
+from stable_baselines3 import PPO
+from stable_baselines3.common.env_util import make_vec_env
+from ilvm_rl.checkpoint import load_explorer
+from ilvm_rl.sb3 import with_exploration
+from safetensors.numpy import load_file, save_file
+run = sys.argv[1]
+env = make_vec_env("MountainCar-v0", n_envs=2, seed=1, wrapper_class=lambda e: RescaleObservation(e, -1.0, 1.0))
+explorer = load_explorer(run + "/exploration", env.observation_space, env.action_space)
+state = {k: v.detach().numpy() for k, v in explorer.bonus_model.state_dict().items()}
+save_file(state, run + "/reloaded.safetensors")
+model = PPO.load(run + "/model.zip", env=env, device="cpu")
+callback = with_exploration(model, checkpoint=run + "/exploration")
+model.learn(64, callback=callback, reset_num_timesteps=False)
+assert callback.explorer.store.size == explorer.store.size + 64
+print("continued", callback.explorer.store.size)
+"""
+
+
+def test_checkpoint_round_trip_in_a_new_process_and_training_continues(tmp_path: Path) -> None:
+    run_dir = run_once(tmp_path, "run")
+    result = subprocess.run([sys.executable, "-c", RELOAD_SCRIPT, str(run_dir)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "continued" in result.stdout
+    saved = load_file(str(run_dir / "exploration" / "weights.safetensors"))
+    reloaded = load_file(str(run_dir / "reloaded.safetensors"))
+    for key, value in reloaded.items():
+        np.testing.assert_array_equal(value, saved[f"model.{key}"])
+
+
+def test_checkpoint_for_other_spaces_is_refused(tmp_path: Path) -> None:
+    run_dir = run_once(tmp_path, "run")
+    cartpole = gym.make("CartPole-v1")
+    with pytest.raises(CheckpointError, match="observation_space of the checkpoint"):
+        load_explorer(run_dir / "exploration", cartpole.observation_space, cartpole.action_space)
+    with pytest.raises(CheckpointError, match="missing"):
+        load_explorer(tmp_path, cartpole.observation_space, cartpole.action_space)
+
+
+def test_steps_to_threshold_uses_a_trailing_window() -> None:
+    episodes = [(i * 100, -200.0) for i in range(10)] + [(1000 + i * 100, -100.0) for i in range(10)]
+    # the 10-episode mean first reaches -110 once 9 of the last 10 are at -100
+    assert steps_to_threshold(episodes, -110.0) == 1800
+    assert steps_to_threshold(episodes[:12], -110.0) is None
+
+
+def test_bench_grid_writes_reports_and_resumes_without_rerunning(tmp_path: Path) -> None:
+    rows = run_grid("tiny", ["ppo", "ppo_rnd"], "CartPole-v1", [0, 1], 128, tmp_path, workers=1, command="test")
+    assert len(rows) == 4
+    bench = tmp_path / "bench" / "tiny"
+    csv_lines = (bench / "results.csv").read_text().splitlines()
+    assert len(csv_lines) == 5 and csv_lines[0].startswith("agent,env_id,seed")
+    report = (bench / "results.md").read_text()
+    assert "| ppo | " in report and "| ppo_rnd | " in report
+    stamps = {p: p.stat().st_mtime for p in bench.glob("runs/*/results.json")}
+    run_grid("tiny", ["ppo", "ppo_rnd"], "CartPole-v1", [0, 1], 128, tmp_path, workers=1, command="test")
+    assert {p: p.stat().st_mtime for p in bench.glob("runs/*/results.json")} == stamps
+    with pytest.raises(Exception, match="holds a grid"):
+        run_grid("tiny", ["ppo"], "CartPole-v1", [0], 256, tmp_path, workers=1)

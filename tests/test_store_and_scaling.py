@@ -1,0 +1,83 @@
+"""Replay, running statistics and the bonus pipeline's guards against non-finite values."""
+
+import numpy as np
+import pytest
+from gymnasium import spaces
+
+from ilvm_rl import ExplorationConfig, Explorer, ModelConfig
+from ilvm_rl.exploration.normalisation import ReturnScaler, RunningMeanStd
+from ilvm_rl.exploration.store import TransitionBatch, TransitionStore
+
+OBS_SPACE = spaces.Box(-1.0, 1.0, (2,), dtype=np.float32)
+
+
+def batch_of(values: np.ndarray) -> TransitionBatch:
+    n = len(values)
+    obs = np.stack([values, values], axis=1).astype(np.float32)
+    return TransitionBatch(obs, np.zeros((n, 1), np.float32), obs + 1, np.zeros(n, bool), np.zeros(n, bool))
+
+
+def test_store_is_bounded_and_returns_the_latest_in_order(rng: np.random.Generator) -> None:
+    store = TransitionStore(capacity=5, obs_dim=2, action_dim=1)
+    for start in range(0, 12, 3):
+        store.add(batch_of(np.arange(start, start + 3)))
+    assert store.size == 5 and store.arrays["obs"].shape == (5, 2)
+    np.testing.assert_array_equal(store.latest(4).obs[:, 0], [8, 9, 10, 11])
+    sample = store.sample(200, rng, recent=2, recent_fraction=0.5)
+    assert set(sample.obs[:100, 0]) == {10, 11}  # the recent share comes from the last 2 rows
+    assert set(sample.obs[100:, 0]) <= {7, 8, 9, 10, 11}
+    with pytest.raises(ValueError, match="holds 5"):
+        store.latest(6)
+
+
+def test_store_state_round_trip_keeps_order() -> None:
+    store = TransitionStore(capacity=4, obs_dim=2, action_dim=1)
+    store.add(batch_of(np.arange(6)))
+    copy = TransitionStore(capacity=4, obs_dim=2, action_dim=1)
+    copy.load_state(store.state())
+    np.testing.assert_array_equal(copy.latest(4).obs, store.latest(4).obs)
+
+
+def test_running_mean_std_matches_numpy_and_forgets_with_memory(rng: np.random.Generator) -> None:
+    data = rng.normal(3.0, 2.0, size=(1000, 2))
+    stats = RunningMeanStd((2,))
+    for chunk in np.split(data, 10):
+        stats.update(chunk)
+    np.testing.assert_allclose(stats.mean, data.mean(0), rtol=1e-6)
+    np.testing.assert_allclose(stats.var, data.var(0), rtol=1e-6)
+    fading = RunningMeanStd(memory=100)
+    fading.update(np.full(1000, 100.0))
+    for _ in range(50):
+        fading.update(rng.normal(0, 1, 100))
+    assert fading.std < 2.0  # the early large values have faded out
+
+
+def test_return_scaler_keeps_the_sign_and_reaches_unit_scale(rng: np.random.Generator) -> None:
+    scaler = ReturnScaler(n_envs=4, gamma=0.9)
+    for _ in range(100):
+        scaled = scaler.scale(rng.normal(0.0, 50.0, size=(16, 4)))
+    assert 0.2 < scaled.std() < 2.0
+    raw = np.array([[-5.0, 5.0, 0.0, 1.0]])
+    np.testing.assert_array_equal(np.sign(scaler.scale(raw)), np.sign(raw))
+
+
+def test_non_finite_observations_never_reach_the_rewards() -> None:
+    config = ExplorationConfig(batch_size=8, updates_per_rollout=2, model=ModelConfig(hidden_sizes=(8,), n_samples=2))
+    explorer = Explorer(config, OBS_SPACE, spaces.Discrete(2), n_envs=2, seed=0)
+    for step in range(4):
+        obs = np.zeros((2, 2), np.float32)
+        next_obs = np.full((2, 2), 0.1 * step, np.float32)
+        if step == 2:
+            next_obs[1] = np.nan
+        explorer.observe(obs, np.array([0, 1]), next_obs, np.zeros(2, bool), np.zeros(2, bool))
+    rewards, metrics = explorer.rollout_bonus(progress=0.0)
+    assert rewards.shape == (4, 2) and np.all(np.isfinite(rewards))
+    assert rewards[2, 1] == 0.0 and metrics["int_reward_mean"] == pytest.approx(rewards.mean())
+    update = explorer.update(recent=8)
+    assert update["nonfinite_rewards"] == 1.0
+    assert all(np.isfinite(p.detach().numpy()).all() for p in explorer.bonus_model.parameters())
+
+
+def test_coefficient_decays_linearly() -> None:
+    explorer = Explorer(ExplorationConfig(coef=2.0, coef_final=0.0), OBS_SPACE, spaces.Discrete(2), n_envs=1)
+    assert [explorer.coefficient(p) for p in (0.0, 0.5, 1.0, 2.0)] == [2.0, 1.0, 0.0, 0.0]

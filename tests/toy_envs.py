@@ -1,0 +1,30 @@
+"""Tiny environments with known observations, for checking what the integration records."""
+
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+
+
+class CounterEnv(gym.Env):
+    """Observation = steps taken so far; terminates after ``length`` steps (or is truncated by a
+    TimeLimit). Reset gives observation 0, so a reset observation is easy to tell from a terminal one."""
+
+    def __init__(self, length: int = 3, action_space: spaces.Space | None = None):
+        self.length = length
+        self.observation_space = spaces.Box(0.0, 100.0, shape=(2,), dtype=np.float32)
+        self.action_space = action_space or spaces.Discrete(2)
+        self.count = 0
+
+    def _obs(self) -> np.ndarray:
+        return np.array([self.count, 1.0], dtype=np.float32)
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        super().reset(seed=seed)
+        self.count = 0
+        return self._obs(), {}
+
+    def step(self, action):
+        self.count += 1
+        return self._obs(), -1.0, self.count >= self.length, False, {}
