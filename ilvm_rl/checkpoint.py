@@ -94,13 +94,17 @@ def load_explorer(
     settings_path, weights_path = folder / SETTINGS_FILE, folder / WEIGHTS_FILE
     for path in (settings_path, weights_path):
         if not path.is_file():
-            raise CheckpointError(f"{path}: missing; an exploration checkpoint holds {SETTINGS_FILE} and {WEIGHTS_FILE}")
+            raise CheckpointError(
+                f"{path}: missing; an exploration checkpoint holds {SETTINGS_FILE} and {WEIGHTS_FILE}"
+            )
     try:
         settings = json.loads(settings_path.read_text())
     except json.JSONDecodeError as error:
         raise CheckpointError(f"{settings_path}: not valid JSON ({error})") from error
     if settings.get("format_version") != FORMAT_VERSION:
-        raise CheckpointError(f"{settings_path}: format_version {settings.get('format_version')!r}, expected {FORMAT_VERSION}")
+        raise CheckpointError(
+            f"{settings_path}: format_version {settings.get('format_version')!r}, expected {FORMAT_VERSION}"
+        )
     for key, space in (("observation_space", observation_space), ("action_space", action_space)):
         if settings.get(key) != describe_space(space):
             raise CheckpointError(

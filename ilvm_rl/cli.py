@@ -48,8 +48,14 @@ def build_parser() -> argparse.ArgumentParser:
     train_parser.add_argument("--seed", type=int, default=0)
     train_parser.add_argument("--steps", type=int, default=300_000, help="environment steps (all envs together)")
     train_parser.add_argument("--runs-dir", type=Path, default=Path("runs"), help="where run folders go")
-    train_parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                              help="override a recipe setting, e.g. --set exploration.coef=0.5 (repeatable)")
+    train_parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a recipe setting, e.g. --set exploration.coef=0.5 (repeatable)",
+    )
     train_parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
     bench_parser = commands.add_parser("bench", help="run agents × seeds on a task in parallel and print a table")
@@ -82,7 +88,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"run folder: {run_dir}\nTensorBoard: tensorboard --logdir {run_dir}")
         elif args.command == "bench":
             name = args.name or args.env.replace("/", "-")
-            run_grid(name, args.agents, args.env, list(range(args.seeds)), args.steps, args.runs_dir, args.workers, command)
+            run_grid(
+                name, args.agents, args.env, list(range(args.seeds)), args.steps, args.runs_dir, args.workers, command
+            )
             print((args.runs_dir / "bench" / name / "results.md").read_text())
     except USER_ERRORS as error:
         print(f"ilvm-rl: error: {error}", file=sys.stderr)

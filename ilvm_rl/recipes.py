@@ -65,12 +65,16 @@ class Recipe:
         accepted = set(inspect.signature(ALGORITHMS[self.algo].__init__).parameters) - RESERVED_ALGO_KEYS - {"self"}
         for key in self.algo_kwargs:
             if key not in accepted:
-                raise ValueError(f"algo_kwargs: {key!r} is not a {self.algo} argument; accepted: {', '.join(sorted(accepted))}")
+                raise ValueError(
+                    f"algo_kwargs: {key!r} is not a {self.algo} argument; accepted: {', '.join(sorted(accepted))}"
+                )
 
 
 def recipe_names() -> list[str]:
     """Names of the recipes shipped in ``agents/``."""
-    return sorted(p.name.removesuffix(".yaml") for p in resources.files("ilvm_rl.agents").iterdir() if p.name.endswith(".yaml"))
+    return sorted(
+        p.name.removesuffix(".yaml") for p in resources.files("ilvm_rl.agents").iterdir() if p.name.endswith(".yaml")
+    )
 
 
 def recipe_path(agent: str) -> Path:
@@ -84,7 +88,9 @@ def recipe_path(agent: str) -> Path:
     if not shipped.is_file():
         close = difflib.get_close_matches(agent, recipe_names(), n=3)
         hint = f" (did you mean {', '.join(close)}?)" if close else ""
-        raise ConfigError(f"unknown agent {agent!r}{hint}; recipes: {', '.join(recipe_names())}, or a path to a .yaml file")
+        raise ConfigError(
+            f"unknown agent {agent!r}{hint}; recipes: {', '.join(recipe_names())}, or a path to a .yaml file"
+        )
     return Path(str(shipped))
 
 

@@ -115,7 +115,9 @@ def save_checkpoint(run_dir: Path, model: Any, exploration: ExplorationCallback 
         exploration.save(run_dir / "exploration")
 
 
-def steps_to_threshold(episodes: list[tuple[int, float]], threshold: float, window: int = THRESHOLD_WINDOW) -> int | None:
+def steps_to_threshold(
+    episodes: list[tuple[int, float]], threshold: float, window: int = THRESHOLD_WINDOW
+) -> int | None:
     """First global step at which the mean of the last ``window`` training returns reaches ``threshold``.
 
     Args:

@@ -49,14 +49,14 @@ def test_unknown_algorithm_argument_is_named(tmp_path: Path) -> None:
 
 
 def test_unknown_agent_and_env_id_suggest_close_names() -> None:
-    with pytest.raises(ConfigError, match="unknown agent 'ppo_ilv'.*ppo_ilvm"):
+    with pytest.raises(ConfigError, match=r"unknown agent 'ppo_ilv'.*ppo_ilvm"):
         load_recipe("ppo_ilv", "CartPole-v1")
-    with pytest.raises(ConfigError, match="unknown environment id 'MountainCar-v9'.*MountainCar-v0"):
+    with pytest.raises(ConfigError, match=r"unknown environment id 'MountainCar-v9'.*MountainCar-v0"):
         load_recipe("ppo", "MountainCar-v9")
 
 
 def test_a_score_the_objectives_cannot_give_is_refused() -> None:
-    with pytest.raises(ConfigError, match="latent_surprise.*posterior"):
+    with pytest.raises(ConfigError, match=r"latent_surprise.*posterior"):
         from_dict(ExplorationConfig, {"score": "latent_surprise", "model": {"objectives": ["energy"]}}, "x")
 
 
@@ -65,10 +65,10 @@ def test_a_score_the_objectives_cannot_give_is_refused() -> None:
     [spaces.Box(0, 255, (8, 8, 3), dtype=np.uint8), spaces.Dict({"a": spaces.Box(0, 1, (2,))}), spaces.Discrete(4)],
 )
 def test_unsupported_observation_spaces_are_named(space: spaces.Space) -> None:
-    with pytest.raises(UnsupportedSpaceError, match="observation space .* is not supported"):
+    with pytest.raises(UnsupportedSpaceError, match=r"observation space .* is not supported"):
         Explorer(ExplorationConfig(), space, spaces.Discrete(2), n_envs=1)
 
 
 def test_unsupported_action_space_is_named() -> None:
-    with pytest.raises(UnsupportedSpaceError, match="action space .* is not supported"):
+    with pytest.raises(UnsupportedSpaceError, match=r"action space .* is not supported"):
         Explorer(ExplorationConfig(), spaces.Box(-1, 1, (2,)), spaces.Box(-1, 1, (2, 2)), n_envs=1)

@@ -9,10 +9,10 @@ from stable_baselines3 import A2C, PPO
 from stable_baselines3.common.buffers import RolloutBuffer
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 from stable_baselines3.common.env_util import make_vec_env
+from toy_envs import CounterEnv
 
 from ilvm_rl import ExplorationCallback, ExplorationConfig, ModelConfig
 from ilvm_rl.sb3.callback import add_bonus_and_recompute
-from toy_envs import CounterEnv
 
 TINY_MODEL = ModelConfig(latent_dim=2, hidden_sizes=(16,), n_samples=4)
 TINY = ExplorationConfig(store_capacity=1000, batch_size=32, updates_per_rollout=1, model=TINY_MODEL)
@@ -21,9 +21,15 @@ TINY = ExplorationConfig(store_capacity=1000, batch_size=32, updates_per_rollout
 def make_buffer(rewards, values, episode_starts, gamma=0.9, gae_lambda=0.8) -> RolloutBuffer:
     n_steps = len(rewards)
     buffer = RolloutBuffer(n_steps, spaces.Box(-1, 1, (1,)), spaces.Discrete(2), gamma=gamma, gae_lambda=gae_lambda)
-    for reward, value, start in zip(rewards, values, episode_starts):
-        buffer.add(np.zeros((1, 1)), np.zeros((1, 1)), np.array([reward]), np.array([start]),
-                   torch.tensor([value]), torch.zeros(1))
+    for reward, value, start in zip(rewards, values, episode_starts, strict=True):
+        buffer.add(
+            np.zeros((1, 1)),
+            np.zeros((1, 1)),
+            np.array([reward]),
+            np.array([start]),
+            torch.tensor([value]),
+            torch.zeros(1),
+        )
     return buffer
 
 
@@ -72,8 +78,17 @@ class RewardSpy(BaseCallback):
 def test_terminal_observation_is_scored_and_timeouts_still_bootstrap() -> None:
     # episodes of 5 steps cut at 3 by a time limit: every episode end is a truncation
     env = make_vec_env(lambda: TimeLimit(CounterEnv(length=5), max_episode_steps=3), n_envs=2, seed=0)
-    model = PPO("MlpPolicy", env, n_steps=6, batch_size=12, n_epochs=1, gamma=0.9, seed=0,
-                policy_kwargs={"net_arch": [8]}, device="cpu")
+    model = PPO(
+        "MlpPolicy",
+        env,
+        n_steps=6,
+        batch_size=12,
+        n_epochs=1,
+        gamma=0.9,
+        seed=0,
+        policy_kwargs={"net_arch": [8]},
+        device="cpu",
+    )
     before, after = RewardSpy(), RewardSpy()
     exploration = ExplorationCallback(TINY, seed=0)
     scored = []
@@ -98,7 +113,7 @@ def test_terminal_observation_is_scored_and_timeouts_still_bootstrap() -> None:
         # the store holds the terminal observation (count 3), not the reset one (count 0)
         np.testing.assert_array_equal(rollout.next_obs[ends, 0], 3.0)
         np.testing.assert_array_equal(rollout.next_obs[~ends, 0], rollout.obs[~ends, 0] + 1)
-    for plain, with_bonus in zip(before.rewards, after.rewards):
+    for plain, with_bonus in zip(before.rewards, after.rewards, strict=True):
         assert np.all(np.isfinite(with_bonus)) and not np.allclose(plain, with_bonus)
 
 
@@ -112,7 +127,9 @@ def test_terminal_observation_is_scored_and_timeouts_still_bootstrap() -> None:
 def test_algorithms_and_action_spaces_train_with_the_bonus(algo, action_space, method) -> None:
     env = make_vec_env(lambda: CounterEnv(length=4, action_space=action_space), n_envs=2, seed=0)
     model = algo("MlpPolicy", env, n_steps=8, seed=0, policy_kwargs={"net_arch": [8]}, device="cpu")
-    config = ExplorationConfig(method=method, store_capacity=100, batch_size=16, updates_per_rollout=1, model=TINY_MODEL)
+    config = ExplorationConfig(
+        method=method, store_capacity=100, batch_size=16, updates_per_rollout=1, model=TINY_MODEL
+    )
     callback = ExplorationCallback(config, seed=0)
     model.learn(48, callback=callback)
     assert callback.explorer.store.size == 48

@@ -129,4 +129,4 @@ def test_non_finite_loss_skips_the_step() -> None:
     optim = GuardedAdam(model.model_parameters(), 1e-2)
     loss = model.loss(torch.zeros(4, 1), torch.full((4, 1), float("nan")))
     assert not guarded_step([(loss.model, optim)])
-    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))

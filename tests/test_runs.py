@@ -17,8 +17,17 @@ from ilvm_rl.run import RunSpec, steps_to_threshold, train
 
 # the fast preset: the real code path with a tiny budget
 FAST = {"n_envs": 2, "algo_kwargs": {"n_steps": 32, "batch_size": 32}, "eval_episodes": 1}
-FAST_FLAGS = ["--set", "n_envs=2", "--set", "algo_kwargs.n_steps=32", "--set", "algo_kwargs.batch_size=32",
-              "--set", "eval_episodes=1", "--no-progress"]
+FAST_FLAGS = [
+    "--set",
+    "n_envs=2",
+    "--set",
+    "algo_kwargs.n_steps=32",
+    "--set",
+    "algo_kwargs.batch_size=32",
+    "--set",
+    "eval_episodes=1",
+    "--no-progress",
+]
 
 
 def only_run(runs_dir: Path) -> Path:
@@ -27,12 +36,32 @@ def only_run(runs_dir: Path) -> Path:
 
 
 def test_cli_train_writes_a_complete_run_folder(tmp_path: Path) -> None:
-    code = main(["train", "--agent", "ppo_ilvm", "--env", "MountainCar-v0", "--steps", "256",
-                 "--runs-dir", str(tmp_path), *FAST_FLAGS])
+    code = main(
+        [
+            "train",
+            "--agent",
+            "ppo_ilvm",
+            "--env",
+            "MountainCar-v0",
+            "--steps",
+            "256",
+            "--runs-dir",
+            str(tmp_path),
+            *FAST_FLAGS,
+        ]
+    )
     assert code == 0
     run_dir = only_run(tmp_path)
-    for name in ("command.txt", "config.yaml", "model.zip", "eval.json", "results.json", "episodes.csv",
-                 "exploration/weights.safetensors", "exploration/settings.json"):
+    for name in (
+        "command.txt",
+        "config.yaml",
+        "model.zip",
+        "eval.json",
+        "results.json",
+        "episodes.csv",
+        "exploration/weights.safetensors",
+        "exploration/settings.json",
+    ):
         assert (run_dir / name).is_file(), name
     assert list((run_dir / "tb").glob("events.out.tfevents.*"))
     assert list((run_dir / "monitor").glob("*.monitor.csv"))
@@ -47,8 +76,22 @@ def test_cli_train_writes_a_complete_run_folder(tmp_path: Path) -> None:
 def test_cli_rejects_bad_input_before_writing_anything(tmp_path: Path, capsys) -> None:
     assert main(["train", "--agent", "nope", "--env", "MountainCar-v0", "--runs-dir", str(tmp_path)]) == 2
     assert "unknown agent 'nope'" in capsys.readouterr().err
-    assert main(["train", "--agent", "ppo", "--env", "MountainCar-v0", "--set", "exploration.bogus=1",
-                 "--runs-dir", str(tmp_path)]) == 2
+    assert (
+        main(
+            [
+                "train",
+                "--agent",
+                "ppo",
+                "--env",
+                "MountainCar-v0",
+                "--set",
+                "exploration.bogus=1",
+                "--runs-dir",
+                str(tmp_path),
+            ]
+        )
+        == 2
+    )
     assert "unknown key 'bogus'" in capsys.readouterr().err
     assert not tmp_path.exists() or not any(tmp_path.iterdir())
 

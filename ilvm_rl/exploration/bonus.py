@@ -57,7 +57,9 @@ def finite_rows(batch: TransitionBatch) -> np.ndarray:
 
 
 def select(batch: TransitionBatch, rows: np.ndarray) -> TransitionBatch:
-    return TransitionBatch(batch.obs[rows], batch.actions[rows], batch.next_obs[rows], batch.terminated[rows], batch.truncated[rows])
+    return TransitionBatch(
+        batch.obs[rows], batch.actions[rows], batch.next_obs[rows], batch.terminated[rows], batch.truncated[rows]
+    )
 
 
 class BonusModel(nn.Module, abc.ABC):

@@ -77,7 +77,9 @@ class ExplorationConfig:
             self.model.check_score(self.score)
 
 
-def build_bonus_model(config: ExplorationConfig, observation_space: spaces.Space, action_space: spaces.Space) -> BonusModel:
+def build_bonus_model(
+    config: ExplorationConfig, observation_space: spaces.Space, action_space: spaces.Space
+) -> BonusModel:
     if config.method == "rnd":
         return RNDBonus(
             observation_space, action_space, config.model.hidden_sizes, config.rnd_output_dim, config.learning_rate
@@ -86,7 +88,11 @@ def build_bonus_model(config: ExplorationConfig, observation_space: spaces.Space
 
 
 def _summary(prefix: str, values: np.ndarray) -> dict[str, float]:
-    return {f"{prefix}_mean": float(values.mean()), f"{prefix}_std": float(values.std()), f"{prefix}_max": float(values.max())}
+    return {
+        f"{prefix}_mean": float(values.mean()),
+        f"{prefix}_std": float(values.std()),
+        f"{prefix}_max": float(values.max()),
+    }
 
 
 class Explorer:
@@ -118,7 +124,9 @@ class Explorer:
             torch.manual_seed(seed)
             self.bonus_model = build_bonus_model(config, observation_space, action_space)
         self.rng = np.random.default_rng(seed)
-        self.store = TransitionStore(config.store_capacity, int(self.observation_space.shape[0]), self.action_encoder.raw_dim)
+        self.store = TransitionStore(
+            config.store_capacity, int(self.observation_space.shape[0]), self.action_encoder.raw_dim
+        )
         self.scaler = ReturnScaler(n_envs, config.gamma, config.scale_memory)
         self.steps_since_rollout = 0
         self.int_episode_returns = np.zeros(n_envs, dtype=np.float64)

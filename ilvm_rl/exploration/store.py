@@ -77,12 +77,14 @@ class TransitionStore:
             raise ValueError(f"asked for the latest {n} transitions, the store holds {self.size}")
         return self._take((self.position - n + np.arange(n)) % self.capacity)
 
-    def sample(self, n: int, rng: np.random.Generator, recent: int = 0, recent_fraction: float = 0.0) -> TransitionBatch:
+    def sample(
+        self, n: int, rng: np.random.Generator, recent: int = 0, recent_fraction: float = 0.0
+    ) -> TransitionBatch:
         """Draw ``n`` transitions with replacement: a share ``recent_fraction`` of them from the
         ``recent`` latest rows, the rest uniformly from the whole store."""
         if self.size == 0:
             raise ValueError("cannot sample from an empty store")
-        n_recent = int(round(n * recent_fraction)) if recent > 0 else 0
+        n_recent = round(n * recent_fraction) if recent > 0 else 0
         recent = min(recent, self.size)
         recent_rows = (self.position - 1 - rng.integers(0, recent, size=n_recent)) % self.capacity
         # rows 0..size-1 hold data both before and after the ring wraps

@@ -246,9 +246,9 @@ class ILVM(nn.Module):
         """Huber reconstruction ``(B,)`` from ``z ~ q`` and per-dimension KL ``(B, latent_dim)``."""
         mean_q, log_std_q = self.posterior(context, target)
         latent = mean_q if use_mean else mean_q + torch.exp(log_std_q) * torch.randn_like(mean_q)
-        recon = F.huber_loss(
-            self.decode(context, latent), target, reduction="none", delta=self.config.huber_delta
-        ).sum(-1)
+        recon = F.huber_loss(self.decode(context, latent), target, reduction="none", delta=self.config.huber_delta).sum(
+            -1
+        )
         return recon, gaussian_kl(mean_q, log_std_q, *self.prior(context))
 
     def _adversarial_losses(

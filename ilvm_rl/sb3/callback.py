@@ -73,7 +73,9 @@ class ExplorationCallback(BaseCallback):
         if self.explorer is None:
             self.explorer = Explorer(self.config, env.observation_space, env.action_space, env.num_envs, self.seed)
         elif self.explorer.n_envs != env.num_envs:
-            raise ValueError(f"the exploration module was built for {self.explorer.n_envs} envs, the agent has {env.num_envs}")
+            raise ValueError(
+                f"the exploration module was built for {self.explorer.n_envs} envs, the agent has {env.num_envs}"
+            )
         if self.config.store_capacity < self.model.n_steps * env.num_envs:
             raise ValueError(
                 f"exploration store_capacity={self.config.store_capacity} is smaller than one rollout "
