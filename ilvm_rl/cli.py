@@ -18,7 +18,7 @@ from ilvm_rl.checkpoint import CheckpointError
 from ilvm_rl.config import ConfigError
 from ilvm_rl.exploration.spaces import UnsupportedSpaceError
 from ilvm_rl.recipes import load_recipe, recipe_names
-from ilvm_rl.run import RunSpec, make_run_dir, train
+from ilvm_rl.run import RunSpec, make_run_dir, resume, train
 
 USER_ERRORS = (ConfigError, CheckpointError, UnsupportedSpaceError)
 
@@ -43,8 +43,14 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     train_parser = commands.add_parser("train", help="train one agent and write a run folder")
-    train_parser.add_argument("--agent", required=True, help="recipe name in agents/ or path to a recipe .yaml")
-    train_parser.add_argument("--env", required=True, help="Gymnasium environment id, e.g. MountainCar-v0")
+    train_parser.add_argument("--agent", help="recipe name in agents/ or path to a recipe .yaml")
+    train_parser.add_argument("--env", help="Gymnasium environment id, e.g. MountainCar-v0")
+    train_parser.add_argument(
+        "--resume",
+        type=Path,
+        metavar="RUN_DIR",
+        help="continue an interrupted run from its last checkpoint (other flags are ignored)",
+    )
     train_parser.add_argument("--seed", type=int, default=0)
     train_parser.add_argument("--steps", type=int, default=300_000, help="environment steps (all envs together)")
     train_parser.add_argument("--runs-dir", type=Path, default=Path("runs"), help="where run folders go")
@@ -79,7 +85,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "recipes":
             print("\n".join(recipe_names()))
+        elif args.command == "train" and args.resume is not None:
+            print(json.dumps(resume(args.resume, progress_bar=not args.no_progress, command=command), indent=2))
         elif args.command == "train":
+            if not args.agent or not args.env:
+                raise ConfigError("train needs --agent and --env (or --resume RUN_DIR)")
             spec = RunSpec(args.agent, args.env, args.seed, args.steps, parse_overrides(args.overrides))
             load_recipe(spec.agent, spec.env_id, spec.overrides)  # no run folder for a bad recipe
             run_dir = make_run_dir(args.runs_dir, spec)

@@ -38,14 +38,15 @@ from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.logger import configure
 from stable_baselines3.common.monitor import Monitor
 
-from ilvm_rl.config import ConfigError
+from ilvm_rl.config import ConfigError, from_dict
 from ilvm_rl.exploration.spaces import has_fixed_scale
 from ilvm_rl.recipes import ALGORITHMS, Recipe, load_recipe
-from ilvm_rl.sb3.callback import ExplorationCallback
+from ilvm_rl.sb3.callback import ExplorationCallback, with_exploration
 
 log = logging.getLogger(__name__)
 
 EPISODES_FILE, RESULTS_FILE, EVAL_FILE = "episodes.csv", "results.json", "eval.json"
+CONFIG_FILE, MODEL_FILE, EXPLORATION_DIR = "config.yaml", "model.zip", "exploration"
 # the trailing window over which training returns are compared with the env's reward threshold
 THRESHOLD_WINDOW = 10
 # evaluation environments are seeded away from the training ones
@@ -110,9 +111,9 @@ class PeriodicCheckpoint(BaseCallback):
 
 
 def save_checkpoint(run_dir: Path, model: Any, exploration: ExplorationCallback | None) -> None:
-    model.save(run_dir / "model.zip")
+    model.save(run_dir / MODEL_FILE)
     if exploration is not None:
-        exploration.save(run_dir / "exploration")
+        exploration.save(run_dir / EXPLORATION_DIR)
 
 
 def steps_to_threshold(
@@ -163,34 +164,82 @@ def train(spec: RunSpec, run_dir: Path, progress_bar: bool = False, command: str
         raise ConfigError(f"steps must be >= 1, got {spec.steps}")
     (run_dir / "command.txt").write_text((command or shlex.join(sys.argv)) + "\n")
     record = {"agent": spec.agent, "env_id": spec.env_id, "seed": spec.seed, "steps": spec.steps, "recipe": resolved}
-    (run_dir / "config.yaml").write_text(yaml.safe_dump(record, sort_keys=False))
+    (run_dir / CONFIG_FILE).write_text(yaml.safe_dump(record, sort_keys=False))
+    return _learn(spec, recipe, run_dir, progress_bar, resume=False)
 
+
+def resume(run_dir: Path, progress_bar: bool = False, command: str | None = None) -> dict[str, Any]:
+    """Continue an interrupted run from its last checkpoint up to its step budget.
+
+    Raises:
+        ConfigError: the folder is not a run, has finished, or holds no checkpoint yet.
+    """
+    config_path = run_dir / CONFIG_FILE
+    if not config_path.is_file():
+        raise ConfigError(f"{run_dir} is not a run folder: {CONFIG_FILE} is missing")
+    if (run_dir / RESULTS_FILE).is_file():
+        raise ConfigError(f"{run_dir} has finished ({RESULTS_FILE} exists); nothing to resume")
+    if not (run_dir / MODEL_FILE).is_file():
+        raise ConfigError(f"{run_dir} holds no checkpoint yet ({MODEL_FILE}); set checkpoint_every in the recipe")
+    record = yaml.safe_load(config_path.read_text())
+    spec = RunSpec(record["agent"], record["env_id"], int(record["seed"]), int(record["steps"]))
+    recipe = from_dict(Recipe, record["recipe"], f"{config_path}: recipe")
+    with (run_dir / "command.txt").open("a") as file:
+        file.write((command or shlex.join(sys.argv)) + "\n")
+    return _learn(spec, recipe, run_dir, progress_bar, resume=True)
+
+
+def _learn(spec: RunSpec, recipe: Recipe, run_dir: Path, progress_bar: bool, resume: bool) -> dict[str, Any]:
     torch.set_num_threads(1)  # small networks: threads cost more than they give, and runs go in parallel
     env = make_vec_env(
         spec.env_id,
         n_envs=recipe.n_envs,
         seed=spec.seed,
         monitor_dir=str(run_dir / "monitor"),
+        monitor_kwargs={"override_existing": not resume},
         wrapper_class=observation_wrapper(spec.env_id, recipe),
     )
-    model = ALGORITHMS[recipe.algo](recipe.policy, env, seed=spec.seed, device="cpu", verbose=0, **recipe.algo_kwargs)
+    algo = ALGORITHMS[recipe.algo]
+    exploration = None
+    if resume:
+        model = algo.load(run_dir / MODEL_FILE, env=env, device="cpu")
+        if recipe.exploration is not None:
+            exploration = with_exploration(model, checkpoint=run_dir / EXPLORATION_DIR, seed=spec.seed)
+        drop_episodes_after(run_dir, model.num_timesteps)  # those are played again
+    else:
+        model = algo(recipe.policy, env, seed=spec.seed, device="cpu", verbose=0, **recipe.algo_kwargs)
+        if recipe.exploration is not None:
+            exploration = ExplorationCallback(recipe.exploration, seed=spec.seed)
     model.set_logger(configure(str(run_dir / "tb"), ["tensorboard", "csv"]))
     callbacks: list[BaseCallback] = [EpisodeRecorder(run_dir / EPISODES_FILE)]
-    exploration = None
-    if recipe.exploration is not None:
-        exploration = ExplorationCallback(recipe.exploration, seed=spec.seed)
+    if exploration is not None:
         callbacks.append(exploration)
     if recipe.checkpoint_every:
         callbacks.append(PeriodicCheckpoint(run_dir, recipe.checkpoint_every, exploration))
 
-    start = time.perf_counter()
-    model.learn(spec.steps, callback=CallbackList(callbacks), progress_bar=progress_bar)
+    start, start_steps = time.perf_counter(), model.num_timesteps
+    model.learn(
+        spec.steps - model.num_timesteps,
+        callback=CallbackList(callbacks),
+        progress_bar=progress_bar,
+        reset_num_timesteps=not resume,
+    )
     wall = time.perf_counter() - start
     save_checkpoint(run_dir, model, exploration)
     env.close()
     evaluation = evaluate(model, spec.env_id, spec.seed, recipe)
     (run_dir / EVAL_FILE).write_text(json.dumps(evaluation, indent=2))
-    return write_results(run_dir, spec, recipe, evaluation, model.num_timesteps, wall)
+    return write_results(
+        run_dir, spec, evaluation, model.num_timesteps, (model.num_timesteps - start_steps) / wall, wall
+    )
+
+
+def drop_episodes_after(run_dir: Path, step: int) -> None:
+    """Forget recorded episodes that ended after ``step`` (the checkpoint a run resumes from)."""
+    path = run_dir / EPISODES_FILE
+    if path.is_file():
+        lines = path.read_text().splitlines(keepends=True)
+        path.write_text("".join(lines[:1] + [line for line in lines[1:] if int(line.split(",")[0]) <= step]))
 
 
 def observation_wrapper(env_id: str, recipe: Recipe) -> Callable[[gym.Env], gym.Env] | None:
@@ -225,7 +274,7 @@ def evaluate(model: Any, env_id: str, seed: int, recipe: Recipe) -> dict[str, An
 
 
 def write_results(
-    run_dir: Path, spec: RunSpec, recipe: Recipe, evaluation: dict[str, Any], steps_done: int, wall: float
+    run_dir: Path, spec: RunSpec, evaluation: dict[str, Any], steps_done: int, steps_per_second: float, wall: float
 ) -> dict[str, Any]:
     threshold = reward_threshold(spec.env_id)
     reached = steps_to_threshold(read_episodes(run_dir), threshold) if threshold is not None else None
@@ -238,7 +287,7 @@ def write_results(
         "steps_to_threshold": reached,
         "solved": reached is not None,
         "final_eval_return": evaluation["mean_return"],
-        "steps_per_second": steps_done / wall,
+        "steps_per_second": steps_per_second,
         "wall_time_s": wall,
     }
     (run_dir / RESULTS_FILE).write_text(json.dumps(results, indent=2))

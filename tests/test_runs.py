@@ -69,7 +69,7 @@ def test_cli_train_writes_a_complete_run_folder(tmp_path: Path) -> None:
     evaluation = json.loads((run_dir / "eval.json").read_text())
     assert evaluation["deterministic"] and evaluation["mean_return"] == -200.0
     progress = (run_dir / "tb" / "progress.csv").read_text().splitlines()[0]
-    for tag in ("ilvm/int_reward_mean", "ilvm/int_reward_raw_max", "ilvm/loss/energy", "ilvm/update_time_ms"):
+    for tag in ("ilvm/int_reward_mean", "ilvm/int_reward_raw_max", "ilvm/loss/energy", "ilvm/update_time_ms", "ilvm/coef"):
         assert tag in progress
 
 
@@ -174,3 +174,22 @@ def test_bench_grid_writes_reports_and_resumes_without_rerunning(tmp_path: Path)
     assert {p: p.stat().st_mtime for p in bench.glob("runs/*/results.json")} == stamps
     with pytest.raises(Exception, match="holds a grid"):
         run_grid("tiny", ["ppo"], "CartPole-v1", [0], 256, tmp_path, workers=1)
+
+
+def test_an_interrupted_run_resumes_from_its_checkpoint(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    overrides = {**FAST, "checkpoint_every": 128}
+    train(RunSpec("ppo_ilvm", "CartPole-v1", seed=0, steps=256, overrides=overrides), run_dir, command="first")
+    # pretend the budget was 512 and the process died after the checkpoint at 256 steps
+    for name in ("results.json", "eval.json"):
+        (run_dir / name).unlink()
+    config = (run_dir / "config.yaml").read_text().replace("steps: 256", "steps: 512")
+    (run_dir / "config.yaml").write_text(config)
+    assert main(["train", "--resume", str(run_dir), "--no-progress"]) == 0
+    results = json.loads((run_dir / "results.json").read_text())
+    assert results["steps"] == 512
+    steps = [int(line.split(",")[0]) for line in (run_dir / "episodes.csv").read_text().splitlines()[1:]]
+    assert len(steps) > 5 and steps == sorted(steps) and steps[-1] <= 512 and max(steps) > 256
+    assert json.loads((run_dir / "exploration" / "settings.json").read_text())["n_envs"] == 2
+    assert main(["train", "--resume", str(run_dir)]) == 2  # finished runs are not resumed

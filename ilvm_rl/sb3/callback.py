@@ -82,10 +82,14 @@ class ExplorationCallback(BaseCallback):
                 f"(n_steps × n_envs = {self.model.n_steps * env.num_envs})"
             )
 
+    def _on_rollout_start(self) -> None:
+        self.ext_returns: list[float] = []
+
     def _on_step(self) -> bool:
         assert self.explorer is not None
         dones = self.locals["dones"]
         infos = self.locals["infos"]
+        self.ext_returns.extend(float(info["episode"]["r"]) for info in infos if "episode" in info)
         truncated = np.array([bool(info.get("TimeLimit.truncated", False)) for info in infos])
         self.explorer.observe(
             obs=self.model._last_obs,  # the observation the action was taken in
@@ -103,6 +107,8 @@ class ExplorationCallback(BaseCallback):
         bonus, metrics = self.explorer.rollout_bonus(progress)
         add_bonus_and_recompute(buffer, bonus, self.locals["values"], self.locals["dones"])
         metrics.update(self.explorer.update(recent=bonus.size))
+        if self.ext_returns:  # beside int_return_mean, from the same rollout
+            metrics["ext_return_mean"] = float(np.mean(self.ext_returns))
         for name, value in metrics.items():
             self.logger.record(f"ilvm/{name}", value)
 
