@@ -264,6 +264,7 @@ def evaluate(model: Any, env_id: str, seed: int, recipe: Recipe) -> dict[str, An
         model, eval_env, n_eval_episodes=recipe.eval_episodes, deterministic=True, return_episode_rewards=True
     )
     eval_env.close()
+    assert isinstance(returns, list) and isinstance(lengths, list)  # return_episode_rewards=True
     return {
         "mean_return": float(np.mean(returns)),
         "std_return": float(np.std(returns)),

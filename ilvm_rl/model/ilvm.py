@@ -135,7 +135,7 @@ class ILVM(nn.Module):
         if context is None:
             if self.context_dim:
                 raise ValueError(f"this model needs a context of width {self.context_dim}")
-            return torch.zeros(batch, 0, device=self.decoder[0].weight.device)
+            return torch.zeros(batch, 0, device=next(self.decoder.parameters()).device)
         if context.shape[-1] != self.context_dim:
             raise ValueError(f"context has width {context.shape[-1]}, the model expects {self.context_dim}")
         return context

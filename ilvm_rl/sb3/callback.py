@@ -91,8 +91,10 @@ class ExplorationCallback(BaseCallback):
         infos = self.locals["infos"]
         self.ext_returns.extend(float(info["episode"]["r"]) for info in infos if "episode" in info)
         truncated = np.array([bool(info.get("TimeLimit.truncated", False)) for info in infos])
+        obs = self.model._last_obs  # the observation the action was taken in
+        assert isinstance(obs, np.ndarray)  # Dict observations are refused when the module is built
         self.explorer.observe(
-            obs=self.model._last_obs,  # the observation the action was taken in
+            obs=obs,
             actions=self.locals["actions"],
             next_obs=real_next_obs(self.locals["new_obs"], dones, infos),
             terminated=dones & ~truncated,
