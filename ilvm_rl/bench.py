@@ -11,7 +11,6 @@ import csv
 import json
 import logging
 import multiprocessing
-import shlex
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
@@ -154,7 +153,3 @@ def write_reports(bench_dir: Path, rows: Sequence[dict[str, Any]], command: str)
     )
     (bench_dir / "results.md").write_text(report)
     return table
-
-
-def bench_command(argv: Sequence[str]) -> str:
-    return shlex.join(["ilvm-rl", *argv])

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import csv
 import json
-import logging
 import shlex
 import sys
 import time
@@ -42,8 +41,6 @@ from ilvm_rl.config import ConfigError, from_dict
 from ilvm_rl.exploration.spaces import has_fixed_scale
 from ilvm_rl.recipes import ALGORITHMS, Recipe, load_recipe
 from ilvm_rl.sb3.callback import ExplorationCallback, with_exploration
-
-log = logging.getLogger(__name__)
 
 EPISODES_FILE, RESULTS_FILE, EVAL_FILE = "episodes.csv", "results.json", "eval.json"
 CONFIG_FILE, MODEL_FILE, EXPLORATION_DIR = "config.yaml", "model.zip", "exploration"

@@ -69,7 +69,13 @@ def test_cli_train_writes_a_complete_run_folder(tmp_path: Path) -> None:
     evaluation = json.loads((run_dir / "eval.json").read_text())
     assert evaluation["deterministic"] and evaluation["mean_return"] == -200.0
     progress = (run_dir / "tb" / "progress.csv").read_text().splitlines()[0]
-    for tag in ("ilvm/int_reward_mean", "ilvm/int_reward_raw_max", "ilvm/loss/energy", "ilvm/update_time_ms", "ilvm/coef"):
+    for tag in (
+        "ilvm/int_reward_mean",
+        "ilvm/int_reward_raw_max",
+        "ilvm/loss/total",
+        "ilvm/update_time_ms",
+        "ilvm/coef",
+    ):
         assert tag in progress
 
 
