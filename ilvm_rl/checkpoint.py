@@ -47,6 +47,7 @@ def _arrays(explorer: Explorer) -> dict[str, torch.Tensor]:
     for name, stats in explorer.bonus_model.statistics().items():
         numpy_state.update({f"stats.{name}.{k}": v for k, v in stats.state().items()})
     numpy_state.update({f"scaler.{k}": v for k, v in explorer.scaler.state().items()})
+    numpy_state.update({f"raw_stats.{k}": v for k, v in explorer.raw_stats.state().items()})
     numpy_state.update({f"store.{k}": v for k, v in explorer.store.state().items()})
     numpy_state["int_episode_returns"] = explorer.int_episode_returns
     tensors.update({k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in numpy_state.items()})
@@ -132,6 +133,7 @@ def load_explorer(
     if explorer.n_envs == settings["n_envs"]:
         explorer.scaler.load_state(_prefixed(tensors, "scaler."))
         explorer.int_episode_returns = tensors["int_episode_returns"].numpy().astype(np.float64)
+    explorer.raw_stats.load_state(_prefixed(tensors, "raw_stats."))
     explorer.store.load_state(_prefixed(tensors, "store."))
     explorer.counters.update(settings.get("counters", {}))
     return explorer

@@ -81,3 +81,20 @@ def test_non_finite_observations_never_reach_the_rewards() -> None:
 def test_coefficient_decays_linearly() -> None:
     explorer = Explorer(ExplorationConfig(coef=2.0, coef_final=0.0), OBS_SPACE, spaces.Discrete(2), n_envs=1)
     assert [explorer.coefficient(p) for p in (0.0, 0.5, 1.0, 2.0)] == [2.0, 1.0, 0.0, 0.0]
+
+
+@pytest.mark.parametrize("center", [True, False])
+def test_centring_removes_the_pay_for_staying_alive(center: bool, rng: np.random.Generator) -> None:
+    explorer = Explorer(ExplorationConfig(center=center), OBS_SPACE, spaces.Discrete(2), n_envs=2)
+    explorer.bonus_model.score = lambda batch: (5.0 + rng.normal(size=len(batch))).astype(np.float32)
+    rewards = []
+    for _ in range(20):
+        for _ in range(8):
+            zeros = np.zeros((2, 2), np.float32)
+            explorer.observe(zeros, np.array([0, 1]), zeros, np.zeros(2, bool), np.zeros(2, bool))
+        rewards.append(explorer.rollout_bonus(progress=0.0)[0])
+    late = np.concatenate(rewards[10:])
+    if center:  # a bonus that is positive on average would pay for every extra step
+        assert abs(late.mean()) < 0.2 * late.std()
+    else:
+        assert late.mean() > late.std()

@@ -15,7 +15,7 @@ import torch
 from gymnasium import spaces
 
 from ilvm_rl.exploration.bonus import BonusModel, ILVMBonus
-from ilvm_rl.exploration.normalisation import ReturnScaler
+from ilvm_rl.exploration.normalisation import ReturnScaler, RunningMeanStd
 from ilvm_rl.exploration.rnd import RNDBonus
 from ilvm_rl.exploration.spaces import ActionEncoder, check_observation_space
 from ilvm_rl.exploration.store import TransitionBatch, TransitionStore
@@ -37,6 +37,10 @@ class ExplorationConfig:
         gamma: discount of the intrinsic return whose running std scales the bonus.
         scale_memory: intrinsic returns the running std remembers (older ones fade out); null
             remembers all of them, as the original RND recipe does.
+        center: subtract the running mean of the raw score (same memory) before scaling. A bonus
+            that is positive on average pays the agent for every extra step, so in an episodic
+            task it learns to avoid ending episodes, goal included; centred, only above-average
+            surprise is rewarded.
         store_capacity: transitions kept in the module's replay (bounds its memory).
         batch_size: transitions per model update.
         updates_per_rollout: model gradient steps after each rollout.
@@ -53,6 +57,7 @@ class ExplorationConfig:
     coef_final: float | None = None
     gamma: float = 0.99
     scale_memory: int | None = 10_000
+    center: bool = True
     store_capacity: int = 100_000
     batch_size: int = 256
     updates_per_rollout: int = 4
@@ -128,6 +133,7 @@ class Explorer:
             config.store_capacity, int(self.observation_space.shape[0]), self.action_encoder.raw_dim
         )
         self.scaler = ReturnScaler(n_envs, config.gamma, config.scale_memory)
+        self.raw_stats = RunningMeanStd(memory=config.scale_memory)
         self.steps_since_rollout = 0
         self.int_episode_returns = np.zeros(n_envs, dtype=np.float64)
         self.counters = {"skipped_updates": 0, "nonfinite_rewards": 0}
@@ -174,13 +180,17 @@ class Explorer:
         self.bonus_model.update_statistics(rollout)
         raw = self.bonus_model.score(rollout).reshape(n_steps, self.n_envs)
         nonfinite = ~np.isfinite(raw)
-        raw[nonfinite] = 0.0
         self.counters["nonfinite_rewards"] += int(nonfinite.sum())
+        raw[nonfinite] = 0.0
+        metrics = _summary("int_reward_raw", raw)
+        if self.config.center:
+            self.raw_stats.update(raw[~nonfinite])
+            raw = np.where(nonfinite, 0.0, raw - self.raw_stats.mean)
         beta = self.coefficient(progress)
         rewards = beta * self.scaler.scale(raw)
-        rewards[~np.isfinite(rewards)] = 0.0
+        rewards[nonfinite | ~np.isfinite(rewards)] = 0.0
         metrics = {
-            **_summary("int_reward_raw", raw),
+            **metrics,
             **_summary("int_reward", rewards),
             "coef": beta,
             "int_return_std": float(self.scaler.stats.std),
