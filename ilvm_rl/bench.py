@@ -59,12 +59,12 @@ def run_grid(
         raise ConfigError("the seed list is empty")
     if not agents:
         raise ConfigError("no agents given")
-    for agent in agents:
-        load_recipe(agent, env_id)  # fail on a bad recipe before any run starts
+    # keyed like the run folders; a bad recipe fails before any run starts
+    recipes = {Path(agent).stem: load_recipe(agent, env_id)[1] for agent in agents}
     bench_dir = root / "bench" / name
     bench_dir.mkdir(parents=True, exist_ok=True)
     grid = [RunSpec(agent, env_id, seed, steps) for agent in agents for seed in seeds]
-    _check_same_grid(bench_dir, env_id, steps)
+    _check_same_grid(bench_dir, env_id, steps, recipes)
     results: dict[RunSpec, dict[str, Any]] = {}
     pending = []
     for spec in grid:
@@ -90,16 +90,25 @@ def run_grid(
     return rows
 
 
-def _check_same_grid(bench_dir: Path, env_id: str, steps: int) -> None:
-    """Refuse to mix results of a different task or budget into an existing results folder."""
+def _check_same_grid(bench_dir: Path, env_id: str, steps: int, recipes: dict[str, Any]) -> None:
+    """Refuse to mix results of another task, budget or recipe version into an existing results
+    folder; agents may be added to it."""
     marker = bench_dir / "grid.json"
-    grid = {"env_id": env_id, "steps": steps}
+    grid = {"env_id": env_id, "steps": steps, "recipes": recipes}
     if marker.is_file():
         previous = json.loads(marker.read_text())
-        if previous != grid:
-            raise ConfigError(f"{bench_dir} holds a grid of {previous}, not {grid}; choose another --name")
-    else:
-        marker.write_text(json.dumps(grid))
+        if (previous["env_id"], previous["steps"]) != (env_id, steps):
+            raise ConfigError(
+                f"{bench_dir} holds a grid of {previous['env_id']} at {previous['steps']} steps, not "
+                f"{env_id} at {steps}; choose another --name"
+            )
+        for agent, recipe in recipes.items():
+            if previous["recipes"].get(agent, recipe) != recipe:
+                raise ConfigError(
+                    f"{bench_dir}: recipe {agent} changed since its runs were made; choose another --name"
+                )
+        grid["recipes"] = {**previous["recipes"], **recipes}
+    marker.write_text(json.dumps(grid, indent=2))
 
 
 def aggregate(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:

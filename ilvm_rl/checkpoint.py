@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 from gymnasium import spaces
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from ilvm_rl.config import ConfigError, from_dict, to_dict
@@ -29,11 +30,17 @@ class CheckpointError(ValueError):
 def describe_space(space: spaces.Space) -> dict[str, Any]:
     """A JSON description of a space that is equal for equal spaces."""
     if isinstance(space, spaces.Box):
-        return {"type": "Box", "shape": list(space.shape), "low": space.low.tolist(), "high": space.high.tolist()}
+        return {
+            "type": "Box",
+            "shape": list(space.shape),
+            "dtype": str(space.dtype),
+            "low": space.low.tolist(),
+            "high": space.high.tolist(),
+        }
     if isinstance(space, spaces.Discrete):
         return {"type": "Discrete", "n": int(space.n), "start": int(space.start)}
     if isinstance(space, spaces.MultiDiscrete):
-        return {"type": "MultiDiscrete", "nvec": space.nvec.tolist()}
+        return {"type": "MultiDiscrete", "nvec": space.nvec.tolist(), "start": space.start.tolist()}
     return {"type": type(space).__name__, "repr": repr(space)}
 
 
@@ -65,6 +72,7 @@ def save_explorer(explorer: Explorer, folder: str | Path) -> Path:
         "action_space": describe_space(explorer.action_space),
         "n_envs": explorer.n_envs,
         "counters": explorer.counters,
+        "rng_state": explorer.rng.bit_generator.state,
     }
     # write to temporary names first so an interrupted save never leaves a half checkpoint
     tmp_weights, tmp_settings = folder / (WEIGHTS_FILE + ".tmp"), folder / (SETTINGS_FILE + ".tmp")
@@ -77,6 +85,31 @@ def save_explorer(explorer: Explorer, folder: str | Path) -> Path:
 
 def _prefixed(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, np.ndarray]:
     return {k.removeprefix(prefix): v.numpy() for k, v in tensors.items() if k.startswith(prefix)}
+
+
+def _restore(explorer: Explorer, tensors: dict[str, torch.Tensor], settings: dict[str, Any]) -> None:
+    model = explorer.bonus_model
+    model.load_state_dict({k.removeprefix("model."): v for k, v in tensors.items() if k.startswith("model.")})
+    for name, optim in model.optimisers().items():
+        state: dict[int, dict[str, torch.Tensor]] = {}
+        for key, value in tensors.items():
+            if key.startswith(f"optim.{name}."):
+                index, field = key.removeprefix(f"optim.{name}.").split(".", 1)
+                state.setdefault(int(index), {})[field] = value
+        groups = optim.optimizer.state_dict()["param_groups"]
+        optim.optimizer.load_state_dict({"state": state, "param_groups": groups})
+    for name, stats in model.statistics().items():
+        stats.load_state(_prefixed(tensors, f"stats.{name}."))
+    scaler_state = _prefixed(tensors, "scaler.")
+    if explorer.n_envs == settings["n_envs"]:
+        explorer.int_episode_returns = tensors["int_episode_returns"].numpy().astype(np.float64)
+    else:  # per-env running returns cannot be mapped onto another number of envs; the scale can
+        scaler_state["returns"] = explorer.scaler.returns
+    explorer.scaler.load_state(scaler_state)
+    explorer.raw_stats.load_state(_prefixed(tensors, "raw_stats."))
+    explorer.store.load_state(_prefixed(tensors, "store."))
+    explorer.counters.update(settings.get("counters", {}))
+    explorer.rng.bit_generator.state = settings["rng_state"]
 
 
 def load_explorer(
@@ -102,6 +135,8 @@ def load_explorer(
         settings = json.loads(settings_path.read_text())
     except json.JSONDecodeError as error:
         raise CheckpointError(f"{settings_path}: not valid JSON ({error})") from error
+    if not isinstance(settings, dict):
+        raise CheckpointError(f"{settings_path}: expected a JSON object of settings")
     if settings.get("format_version") != FORMAT_VERSION:
         raise CheckpointError(
             f"{settings_path}: format_version {settings.get('format_version')!r}, expected {FORMAT_VERSION}"
@@ -114,26 +149,8 @@ def load_explorer(
             )
     try:
         config = from_dict(ExplorationConfig, settings["exploration"], f"{settings_path}: exploration")
-    except (ConfigError, KeyError) as error:
-        raise CheckpointError(str(error)) from error
-    explorer = Explorer(config, observation_space, action_space, n_envs or settings["n_envs"], seed)
-    tensors = load_file(str(weights_path))
-    model = explorer.bonus_model
-    model.load_state_dict({k.removeprefix("model."): v for k, v in tensors.items() if k.startswith("model.")})
-    for name, optim in model.optimisers().items():
-        state: dict[int, dict[str, torch.Tensor]] = {}
-        for key, value in tensors.items():
-            if key.startswith(f"optim.{name}."):
-                index, field = key.removeprefix(f"optim.{name}.").split(".", 1)
-                state.setdefault(int(index), {})[field] = value
-        groups = optim.optimizer.state_dict()["param_groups"]
-        optim.optimizer.load_state_dict({"state": state, "param_groups": groups})
-    for name, stats in model.statistics().items():
-        stats.load_state(_prefixed(tensors, f"stats.{name}."))
-    if explorer.n_envs == settings["n_envs"]:
-        explorer.scaler.load_state(_prefixed(tensors, "scaler."))
-        explorer.int_episode_returns = tensors["int_episode_returns"].numpy().astype(np.float64)
-    explorer.raw_stats.load_state(_prefixed(tensors, "raw_stats."))
-    explorer.store.load_state(_prefixed(tensors, "store."))
-    explorer.counters.update(settings.get("counters", {}))
+        explorer = Explorer(config, observation_space, action_space, n_envs or int(settings["n_envs"]), seed)
+        _restore(explorer, load_file(str(weights_path)), settings)
+    except (ConfigError, KeyError, TypeError, ValueError, RuntimeError, SafetensorError) as error:
+        raise CheckpointError(f"{folder}: cannot restore the exploration module ({error})") from error
     return explorer

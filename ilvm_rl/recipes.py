@@ -60,8 +60,9 @@ class Recipe:
     checkpoint_every: int = 0
 
     def __post_init__(self) -> None:
-        if self.n_envs < 1 or self.eval_episodes < 1 or self.checkpoint_every < 0:
-            raise ValueError("n_envs and eval_episodes must be >= 1, checkpoint_every >= 0")
+        for name, least in (("n_envs", 1), ("eval_episodes", 1), ("checkpoint_every", 0)):
+            if getattr(self, name) < least:
+                raise ValueError(f"{name} must be >= {least}, got {getattr(self, name)}")
         accepted = set(inspect.signature(ALGORITHMS[self.algo].__init__).parameters) - RESERVED_ALGO_KEYS - {"self"}
         for key in self.algo_kwargs:
             if key not in accepted:

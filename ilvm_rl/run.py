@@ -18,6 +18,7 @@ from __future__ import annotations
 import csv
 import json
 import shlex
+import shutil
 import sys
 import time
 from collections.abc import Callable
@@ -100,15 +101,24 @@ class PeriodicCheckpoint(BaseCallback):
         self.run_dir, self.every, self.exploration = run_dir, every, exploration
         self.last = 0
 
+    def _on_training_start(self) -> None:
+        self.last = self.num_timesteps
+
     def _on_step(self) -> bool:
+        return True
+
+    def _on_rollout_start(self) -> None:
+        # between rollouts everything collected so far has been trained on, by agent and module
         if self.num_timesteps - self.last >= self.every:
             self.last = self.num_timesteps
             save_checkpoint(self.run_dir, self.model, self.exploration)
-        return True
 
 
 def save_checkpoint(run_dir: Path, model: Any, exploration: ExplorationCallback | None) -> None:
-    model.save(run_dir / MODEL_FILE)
+    # a kill during the write must not destroy the previous checkpoint
+    partial_file = run_dir / (MODEL_FILE + ".partial")
+    model.save(partial_file)
+    partial_file.replace(run_dir / MODEL_FILE)
     if exploration is not None:
         exploration.save(run_dir / EXPLORATION_DIR)
 
@@ -159,10 +169,19 @@ def train(spec: RunSpec, run_dir: Path, progress_bar: bool = False, command: str
     recipe, resolved = load_recipe(spec.agent, spec.env_id, spec.overrides)
     if spec.steps < 1:
         raise ConfigError(f"steps must be >= 1, got {spec.steps}")
+    clear_outputs(run_dir)  # a cell of an interrupted grid starts again from nothing
     (run_dir / "command.txt").write_text((command or shlex.join(sys.argv)) + "\n")
     record = {"agent": spec.agent, "env_id": spec.env_id, "seed": spec.seed, "steps": spec.steps, "recipe": resolved}
     (run_dir / CONFIG_FILE).write_text(yaml.safe_dump(record, sort_keys=False))
     return _learn(spec, recipe, run_dir, progress_bar, resume=False)
+
+
+def clear_outputs(run_dir: Path) -> None:
+    """Remove what an earlier, unfinished attempt left in ``run_dir``."""
+    for name in (EPISODES_FILE, RESULTS_FILE, EVAL_FILE, MODEL_FILE):
+        (run_dir / name).unlink(missing_ok=True)
+    for name in ("tb", "monitor", EXPLORATION_DIR):
+        shutil.rmtree(run_dir / name, ignore_errors=True)
 
 
 def resume(run_dir: Path, progress_bar: bool = False, command: str | None = None) -> dict[str, Any]:
@@ -178,9 +197,12 @@ def resume(run_dir: Path, progress_bar: bool = False, command: str | None = None
         raise ConfigError(f"{run_dir} has finished ({RESULTS_FILE} exists); nothing to resume")
     if not (run_dir / MODEL_FILE).is_file():
         raise ConfigError(f"{run_dir} holds no checkpoint yet ({MODEL_FILE}); set checkpoint_every in the recipe")
-    record = yaml.safe_load(config_path.read_text())
-    spec = RunSpec(record["agent"], record["env_id"], int(record["seed"]), int(record["steps"]))
-    recipe = from_dict(Recipe, record["recipe"], f"{config_path}: recipe")
+    try:
+        record = yaml.safe_load(config_path.read_text())
+        spec = RunSpec(record["agent"], record["env_id"], int(record["seed"]), int(record["steps"]))
+        recipe = from_dict(Recipe, record["recipe"], f"{config_path}: recipe")
+    except (yaml.YAMLError, KeyError, TypeError, ValueError) as error:
+        raise ConfigError(f"{config_path}: not a run configuration ({error})") from error
     with (run_dir / "command.txt").open("a") as file:
         file.write((command or shlex.join(sys.argv)) + "\n")
     return _learn(spec, recipe, run_dir, progress_bar, resume=True)
@@ -192,8 +214,7 @@ def _learn(spec: RunSpec, recipe: Recipe, run_dir: Path, progress_bar: bool, res
         spec.env_id,
         n_envs=recipe.n_envs,
         seed=spec.seed,
-        monitor_dir=str(run_dir / "monitor"),
-        monitor_kwargs={"override_existing": not resume},
+        monitor_dir=str(monitor_folder(run_dir, resume)),
         wrapper_class=observation_wrapper(spec.env_id, recipe),
     )
     algo = ALGORITHMS[recipe.algo]
@@ -229,6 +250,18 @@ def _learn(spec: RunSpec, recipe: Recipe, run_dir: Path, progress_bar: bool, res
     return write_results(
         run_dir, spec, evaluation, model.num_timesteps, (model.num_timesteps - start_steps) / wall, wall
     )
+
+
+def monitor_folder(run_dir: Path, resume: bool) -> Path:
+    """``monitor/`` for a fresh run; ``monitor/resume-N/`` for the N-th resumed segment, so the
+    Monitor files of a segment never mix with episodes played again after a checkpoint."""
+    root = run_dir / "monitor"
+    if not resume:
+        return root
+    segment = 1
+    while (root / f"resume-{segment}").exists():
+        segment += 1
+    return root / f"resume-{segment}"
 
 
 def drop_episodes_after(run_dir: Path, step: int) -> None:

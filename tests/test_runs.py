@@ -124,7 +124,7 @@ import sys, numpy as np, gymnasium as gym
 from gymnasium.wrappers import RescaleObservation
 from stable_baselines3 import PPO
 from stable_baselines3.common.env_util import make_vec_env
-from ilvm_rl.checkpoint import load_explorer
+from ilvm_rl.checkpoint import load_explorer, save_explorer
 from ilvm_rl.sb3 import with_exploration
 from safetensors.numpy import load_file, save_file
 run = sys.argv[1]
@@ -132,6 +132,7 @@ env = make_vec_env("MountainCar-v0", n_envs=2, seed=1, wrapper_class=lambda e: R
 explorer = load_explorer(run + "/exploration", env.observation_space, env.action_space)
 state = {k: v.detach().numpy() for k, v in explorer.bonus_model.state_dict().items()}
 save_file(state, run + "/reloaded.safetensors")
+save_explorer(explorer, run + "/resaved")
 model = PPO.load(run + "/model.zip", env=env, device="cpu")
 callback = with_exploration(model, checkpoint=run + "/exploration")
 model.learn(64, callback=callback, reset_num_timesteps=False)
@@ -149,6 +150,13 @@ def test_checkpoint_round_trip_in_a_new_process_and_training_continues(tmp_path:
     reloaded = load_file(str(run_dir / "reloaded.safetensors"))
     for key, value in reloaded.items():
         np.testing.assert_array_equal(value, saved[f"model.{key}"])
+    # everything the module holds survives (optimiser, statistics, scaler, replay), not only weights
+    resaved = load_file(str(run_dir / "resaved" / "weights.safetensors"))
+    assert resaved.keys() == saved.keys()
+    for key, value in saved.items():
+        np.testing.assert_array_equal(resaved[key], value, err_msg=key)
+    settings = json.loads((run_dir / "exploration" / "settings.json").read_text())
+    assert json.loads((run_dir / "resaved" / "settings.json").read_text()) == settings
 
 
 def test_checkpoint_for_other_spaces_is_refused(tmp_path: Path) -> None:
@@ -180,6 +188,14 @@ def test_bench_grid_writes_reports_and_resumes_without_rerunning(tmp_path: Path)
     assert {p: p.stat().st_mtime for p in bench.glob("runs/*/results.json")} == stamps
     with pytest.raises(Exception, match="holds a grid"):
         run_grid("tiny", ["ppo"], "CartPole-v1", [0], 256, tmp_path, workers=1)
+    with pytest.raises(Exception, match="recipe ppo changed"):
+        run_grid("tiny", [str(edited_recipe(tmp_path))], "CartPole-v1", [0], 128, tmp_path, workers=1)
+
+
+def edited_recipe(tmp_path: Path) -> Path:
+    path = tmp_path / "ppo.yaml"
+    path.write_text("extends: ppo\ndefault:\n  n_envs: 3\n")
+    return path
 
 
 def test_an_interrupted_run_resumes_from_its_checkpoint(tmp_path: Path) -> None:

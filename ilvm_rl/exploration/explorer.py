@@ -76,8 +76,12 @@ class ExplorationConfig:
         for name in ("store_capacity", "batch_size", "rnd_output_dim"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.updates_per_rollout < 0 or self.learning_rate <= 0:
-            raise ValueError("updates_per_rollout must be >= 0 and learning_rate > 0")
+        if self.updates_per_rollout < 0:
+            raise ValueError(f"updates_per_rollout must be >= 0, got {self.updates_per_rollout}")
+        if self.learning_rate <= 0:
+            raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
+        if self.scale_memory is not None and self.scale_memory < 1:
+            raise ValueError(f"scale_memory must be >= 1 or null, got {self.scale_memory}")
         if self.method == "ilvm":
             self.model.check_score(self.score)
 

@@ -72,8 +72,11 @@ class ModelConfig:
                 f"n_samples must be >= 2: the energy score and the excess error compare pairs of "
                 f"samples, got {self.n_samples}"
             )
-        if self.kl_weight < 0 or self.free_bits < 0 or self.r1_weight < 0:
-            raise ValueError("kl_weight, free_bits and r1_weight must be >= 0")
+        for name in ("kl_weight", "free_bits", "r1_weight", "adversarial_reconstruction"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.huber_delta <= 0:
+            raise ValueError(f"huber_delta must be > 0, got {self.huber_delta}")
 
     def check_score(self, score: Score) -> None:
         """Raise if ``score`` needs a part of the model that these objectives do not train."""
