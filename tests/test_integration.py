@@ -14,8 +14,10 @@ from toy_envs import CounterEnv
 from ilvm_rl import ExplorationCallback, ExplorationConfig, ModelConfig
 from ilvm_rl.sb3.callback import add_bonus_and_recompute
 
-TINY_MODEL = ModelConfig(latent_dim=2, hidden_sizes=(16,), n_samples=4)
-TINY = ExplorationConfig(store_capacity=1000, batch_size=32, updates_per_rollout=1, model=TINY_MODEL)
+TINY_MODEL = ModelConfig(objectives=("energy", "elbo"), latent_dim=2, hidden_sizes=(16,), n_samples=4)
+TINY = ExplorationConfig(
+    score="excess_error", store_capacity=1000, batch_size=32, updates_per_rollout=1, model=TINY_MODEL
+)
 
 
 def make_buffer(rewards, values, episode_starts, gamma=0.9, gae_lambda=0.8) -> RolloutBuffer:
@@ -123,12 +125,15 @@ def test_terminal_observation_is_scored_and_timeouts_still_bootstrap() -> None:
     [spaces.Discrete(3), spaces.MultiDiscrete([2, 3]), spaces.Box(-1.0, 1.0, (2,), dtype=np.float32)],
     ids=["discrete", "multidiscrete", "box"],
 )
-@pytest.mark.parametrize("method", ["ilvm", "rnd"])
-def test_algorithms_and_action_spaces_train_with_the_bonus(algo, action_space, method) -> None:
+@pytest.mark.parametrize(
+    "method, score",
+    [("ilvm", "excess_error"), ("ilvm", "novelty"), ("ilvm", "latent_surprise"), ("rnd", "novelty")],
+)
+def test_algorithms_and_action_spaces_train_with_the_bonus(algo, action_space, method, score) -> None:
     env = make_vec_env(lambda: CounterEnv(length=4, action_space=action_space), n_envs=2, seed=0)
     model = algo("MlpPolicy", env, n_steps=8, seed=0, policy_kwargs={"net_arch": [8]}, device="cpu")
     config = ExplorationConfig(
-        method=method, store_capacity=100, batch_size=16, updates_per_rollout=1, model=TINY_MODEL
+        method=method, score=score, store_capacity=100, batch_size=16, updates_per_rollout=1, model=TINY_MODEL
     )
     callback = ExplorationCallback(config, seed=0)
     model.learn(48, callback=callback)

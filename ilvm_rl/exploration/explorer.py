@@ -52,12 +52,12 @@ class ExplorationConfig:
     """
 
     method: Method = "ilvm"
-    score: Score = "excess_error"
+    score: Score = "novelty"
     coef: float = 1.0
     coef_final: float | None = None
     gamma: float = 0.99
     scale_memory: int | None = 10_000
-    center: bool = True
+    center: bool = False
     store_capacity: int = 100_000
     batch_size: int = 256
     updates_per_rollout: int = 4

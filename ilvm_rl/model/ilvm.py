@@ -48,7 +48,7 @@ class ModelConfig:
             (helps the encoder and decoder agree early in training).
     """
 
-    objectives: tuple[Objective, ...] = ("energy",)
+    objectives: tuple[Objective, ...] = ("elbo",)
     latent_dim: int = 4
     hidden_sizes: tuple[int, ...] = (64, 64)
     n_samples: int = 8
