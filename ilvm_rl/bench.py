@@ -49,8 +49,11 @@ def run_grid(
     root: Path = Path("runs"),
     workers: int = 1,
     command: str = "",
+    overrides: dict[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
     """Run every (agent, seed) on ``env_id`` and write the CSV and Markdown report.
+
+    ``overrides`` are recipe settings applied to every agent (as ``--set`` does for one run).
 
     Raises:
         ConfigError: an unknown agent or env id, or an empty seed list, before anything runs.
@@ -60,32 +63,32 @@ def run_grid(
     if not agents:
         raise ConfigError("no agents given")
     # keyed like the run folders; a bad recipe fails before any run starts
-    recipes = {Path(agent).stem: load_recipe(agent, env_id)[1] for agent in agents}
+    recipes = {Path(agent).stem: load_recipe(agent, env_id, overrides)[1] for agent in agents}
     bench_dir = root / "bench" / name
     bench_dir.mkdir(parents=True, exist_ok=True)
-    grid = [RunSpec(agent, env_id, seed, steps) for agent in agents for seed in seeds]
+    grid = [RunSpec(agent, env_id, seed, steps, overrides) for agent in agents for seed in seeds]
     _check_same_grid(bench_dir, env_id, steps, recipes)
-    results: dict[RunSpec, dict[str, Any]] = {}
+    results: dict[int, dict[str, Any]] = {}  # by position in the grid
     pending = []
-    for spec in grid:
+    for index, spec in enumerate(grid):
         done = run_folder(bench_dir, spec) / RESULTS_FILE
         if done.is_file():
-            results[spec] = json.loads(done.read_text())
+            results[index] = json.loads(done.read_text())
         else:
-            pending.append(spec)
+            pending.append(index)
     log.info("%d runs finished before, %d to run on %d workers", len(results), len(pending), workers)
     if pending:
         context = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
             futures = {
-                pool.submit(_run_cell, spec, run_folder(bench_dir, spec), f"{command}  # cell {spec}"): spec
-                for spec in pending
+                pool.submit(_run_cell, grid[i], run_folder(bench_dir, grid[i]), f"{command}  # seed {grid[i].seed}"): i
+                for i in pending
             }
             for future in as_completed(futures):
-                spec = futures[future]
-                results[spec] = future.result()
-                log.info("finished %s seed %d: %s", spec.agent, spec.seed, results[spec])
-    rows = [results[spec] for spec in grid]
+                index = futures[future]
+                results[index] = future.result()
+                log.info("finished %s seed %d: %s", grid[index].agent, grid[index].seed, results[index])
+    rows = [results[index] for index in range(len(grid))]
     write_reports(bench_dir, rows, command)
     return rows
 

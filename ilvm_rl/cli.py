@@ -72,6 +72,14 @@ def build_parser() -> argparse.ArgumentParser:
     bench_parser.add_argument("--workers", type=int, default=2, help="parallel worker processes")
     bench_parser.add_argument("--name", help="results folder under runs/bench/ (default: the env id)")
     bench_parser.add_argument("--runs-dir", type=Path, default=Path("runs"))
+    bench_parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a setting of every agent's recipe (repeatable)",
+    )
 
     commands.add_parser("recipes", help="list the shipped agent recipes")
     return parser
@@ -98,9 +106,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"run folder: {run_dir}\nTensorBoard: tensorboard --logdir {run_dir}")
         elif args.command == "bench":
             name = args.name or args.env.replace("/", "-")
-            run_grid(
-                name, args.agents, args.env, list(range(args.seeds)), args.steps, args.runs_dir, args.workers, command
-            )
+            seeds = list(range(args.seeds))
+            overrides = parse_overrides(args.overrides)
+            run_grid(name, args.agents, args.env, seeds, args.steps, args.runs_dir, args.workers, command, overrides)
             print((args.runs_dir / "bench" / name / "results.md").read_text())
     except USER_ERRORS as error:
         print(f"ilvm-rl: error: {error}", file=sys.stderr)
