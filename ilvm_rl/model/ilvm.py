@@ -72,9 +72,9 @@ class ModelConfig:
                 f"n_samples must be >= 2: the energy score and the excess error compare pairs of "
                 f"samples, got {self.n_samples}"
             )
-        for name in ("kl_weight", "free_bits", "r1_weight", "adversarial_reconstruction"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        for weight in ("kl_weight", "free_bits", "r1_weight", "adversarial_reconstruction"):
+            if getattr(self, weight) < 0:
+                raise ValueError(f"{weight} must be >= 0, got {getattr(self, weight)}")
         if self.huber_delta <= 0:
             raise ValueError(f"huber_delta must be > 0, got {self.huber_delta}")
 
