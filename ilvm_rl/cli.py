@@ -1,10 +1,11 @@
-"""The ``ilvm-rl`` command line: ``train``, ``bench`` and ``recipes``."""
+"""The ``ilvm-rl`` command line: ``train``, ``bench``, ``plot`` and ``recipes``."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import logging
+import os
 import shlex
 import sys
 from collections.abc import Sequence
@@ -13,7 +14,10 @@ from typing import Any
 
 import yaml
 
-from ilvm_rl.bench import run_grid
+from ilvm_rl.bench import load_suite, run_grid, single_task_suite
+from ilvm_rl.bench.backends import BACKENDS
+from ilvm_rl.bench.plots import plot_run_dirs
+from ilvm_rl.bench.suite import suite_names
 from ilvm_rl.checkpoint import CheckpointError
 from ilvm_rl.config import ConfigError
 from ilvm_rl.exploration.spaces import UnsupportedSpaceError
@@ -64,14 +68,29 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train_parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
-    bench_parser = commands.add_parser("bench", help="run agents × seeds on a task in parallel and print a table")
+    bench_parser = commands.add_parser(
+        "bench", help="run agents × tasks × seeds in parallel; write a CSV, a report and plots"
+    )
     bench_parser.add_argument("--agents", nargs="+", required=True, help="recipe names or paths")
-    bench_parser.add_argument("--env", required=True)
+    tasks = bench_parser.add_mutually_exclusive_group(required=True)
+    tasks.add_argument("--suite", help=f"suite name in envs/suites/ ({', '.join(suite_names())}) or path to a .yaml")
+    tasks.add_argument("--env", help="a single task: this Gymnasium id with its own reward threshold")
+    bench_parser.add_argument("--steps", type=int, default=300_000, help="budget per run with --env")
     bench_parser.add_argument("--seeds", type=int, default=5, help="seeds 0..N-1")
-    bench_parser.add_argument("--steps", type=int, default=300_000)
-    bench_parser.add_argument("--workers", type=int, default=2, help="parallel worker processes")
-    bench_parser.add_argument("--name", help="results folder under runs/bench/ (default: the env id)")
+    bench_parser.add_argument(
+        "--workers", type=int, default=os.cpu_count() or 1, help="parallel runs (default: one per core)"
+    )
+    bench_parser.add_argument("--backend", choices=BACKENDS, default="local", help="local processes or a Ray cluster")
+    bench_parser.add_argument("--address", help="with --backend ray: the cluster to join (default: start a local one)")
+    bench_parser.add_argument("--retries", type=int, default=2, help="restarts of a run whose worker died")
+    bench_parser.add_argument("--baseline", help="agent the others are compared with (default: the first)")
+    bench_parser.add_argument("--name", help="results folder under runs/bench/ (default: the suite or env)")
     bench_parser.add_argument("--runs-dir", type=Path, default=Path("runs"))
+    bench_parser.add_argument(
+        "--readme",
+        type=Path,
+        help="also write the tables into this Markdown file, between <!-- bench:NAME --> and <!-- /bench:NAME -->",
+    )
     bench_parser.add_argument(
         "--set",
         dest="overrides",
@@ -80,6 +99,10 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="override a setting of every agent's recipe (repeatable)",
     )
+
+    plot_parser = commands.add_parser("plot", help="learning curves of run folders, for ad-hoc comparisons")
+    plot_parser.add_argument("run_dirs", nargs="+", type=Path, metavar="RUN_DIR")
+    plot_parser.add_argument("--out", type=Path, default=Path("curves.png"), help="PNG file to write")
 
     commands.add_parser("recipes", help="list the shipped agent recipes")
     return parser
@@ -105,15 +128,51 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(json.dumps(results, indent=2))
             print(f"run folder: {run_dir}\nTensorBoard: tensorboard --logdir {run_dir}")
         elif args.command == "bench":
-            name = args.name or args.env.replace("/", "-")
-            seeds = list(range(args.seeds))
-            overrides = parse_overrides(args.overrides)
-            run_grid(name, args.agents, args.env, seeds, args.steps, args.runs_dir, args.workers, command, overrides)
-            print((args.runs_dir / "bench" / name / "results.md").read_text())
+            return bench(args, command)
+        elif args.command == "plot":
+            print(f"wrote {plot_run_dirs(args.out, args.run_dirs)}")
     except USER_ERRORS as error:
         print(f"ilvm-rl: error: {error}", file=sys.stderr)
         return 2
     return 0
+
+
+def bench(args: argparse.Namespace, command: str) -> int:
+    """``ilvm-rl bench``: exit 0 when every run finished, 1 when some failed."""
+    if args.suite:
+        suite, name = load_suite(args.suite), Path(args.suite).stem
+    else:
+        suite, name = single_task_suite(args.env, args.steps), args.env.replace("/", "-")
+    result = run_grid(
+        args.name or name,
+        args.agents,
+        suite,
+        list(range(args.seeds)),
+        args.runs_dir,
+        workers=args.workers,
+        backend=args.backend,
+        address=args.address,
+        retries=args.retries,
+        baseline=args.baseline,
+        overrides=parse_overrides(args.overrides),
+        command=command,
+    )
+    if args.readme:
+        replace_section(args.readme, f"bench:{result.bench_dir.name}", result.report)
+    print((result.bench_dir / "results.md").read_text())
+    print(f"results: {result.bench_dir}")
+    return 1 if result.failed else 0
+
+
+def replace_section(path: Path, marker: str, text: str) -> None:
+    """Put ``text`` between ``<!-- marker -->`` and ``<!-- /marker -->`` in ``path``."""
+    content = path.read_text()
+    opening, closing = f"<!-- {marker} -->", f"<!-- /{marker} -->"
+    if opening not in content or closing not in content:
+        raise ConfigError(f"{path}: no section {opening} ... {closing} to write the tables into")
+    head, rest = content.split(opening, 1)
+    _, tail = rest.split(closing, 1)
+    path.write_text(f"{head}{opening}\n{text}\n{closing}{tail}")
 
 
 if __name__ == "__main__":

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import types
 import typing
+from importlib.resources.abc import Traversable
+from pathlib import Path
 from typing import Any, Literal, TypeVar, Union
 
 T = TypeVar("T")
@@ -107,6 +110,31 @@ def from_dict(cls: type[T], data: dict[str, Any], where: str) -> T:
         return cls(**kwargs)
     except ValueError as error:
         raise ConfigError(f"{where}: {error}") from error
+
+
+def shipped_names(folder: Traversable) -> list[str]:
+    """Names of the ``.yaml`` files in a folder shipped with the package."""
+    return sorted(p.name.removesuffix(".yaml") for p in folder.iterdir() if p.name.endswith(".yaml"))
+
+
+def shipped_or_path(name: str, folder: Traversable, kind: str) -> Path:
+    """The file of a ``kind`` (recipe, suite) given by the name of a shipped one or by a path.
+
+    Raises:
+        ConfigError: no such file, naming the shipped ones and close matches.
+    """
+    candidate = Path(name)
+    if candidate.suffix in (".yaml", ".yml"):
+        if not candidate.is_file():
+            raise ConfigError(f"{kind} file {name} does not exist")
+        return candidate
+    shipped = folder / f"{name}.yaml"
+    if not shipped.is_file():
+        names = shipped_names(folder)
+        close = difflib.get_close_matches(name, names, n=3)
+        hint = f" (did you mean {', '.join(close)}?)" if close else ""
+        raise ConfigError(f"unknown {kind} {name!r}{hint}; {kind}s: {', '.join(names)}, or a path to a .yaml file")
+    return Path(str(shipped))
 
 
 def to_dict(obj: Any) -> Any:

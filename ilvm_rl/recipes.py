@@ -14,6 +14,7 @@ Sections are merged deeply (a nested mapping updates the one below it), parent f
 from __future__ import annotations
 
 import difflib
+import importlib
 import inspect
 from dataclasses import dataclass, field
 from importlib import resources
@@ -25,7 +26,7 @@ import yaml
 from stable_baselines3 import A2C, PPO
 from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
 
-from ilvm_rl.config import ConfigError, from_dict
+from ilvm_rl.config import ConfigError, from_dict, shipped_names, shipped_or_path
 from ilvm_rl.exploration.explorer import ExplorationConfig
 
 ALGORITHMS: dict[str, type[OnPolicyAlgorithm]] = {"ppo": PPO, "a2c": A2C}
@@ -73,34 +74,30 @@ class Recipe:
 
 def recipe_names() -> list[str]:
     """Names of the recipes shipped in ``agents/``."""
-    return sorted(
-        p.name.removesuffix(".yaml") for p in resources.files("ilvm_rl.agents").iterdir() if p.name.endswith(".yaml")
-    )
+    return shipped_names(resources.files("ilvm_rl.agents"))
 
 
 def recipe_path(agent: str) -> Path:
     """The file of a recipe given by name (``ppo_ilvm``) or path (``my/recipe.yaml``)."""
-    candidate = Path(agent)
-    if candidate.suffix in (".yaml", ".yml"):
-        if not candidate.is_file():
-            raise ConfigError(f"recipe file {agent} does not exist")
-        return candidate
-    shipped = resources.files("ilvm_rl.agents") / f"{agent}.yaml"
-    if not shipped.is_file():
-        close = difflib.get_close_matches(agent, recipe_names(), n=3)
-        hint = f" (did you mean {', '.join(close)}?)" if close else ""
-        raise ConfigError(
-            f"unknown agent {agent!r}{hint}; recipes: {', '.join(recipe_names())}, or a path to a .yaml file"
-        )
-    return Path(str(shipped))
+    return shipped_or_path(agent, resources.files("ilvm_rl.agents"), "agent")
 
 
 def check_env_id(env_id: str) -> None:
-    """Raise a :class:`ConfigError` naming close matches if ``env_id`` is not registered."""
+    """Raise a :class:`ConfigError` naming close matches if ``env_id`` is not registered.
+
+    ``module:Name-v0`` ids (Gymnasium's way to name an env registered by a module of one's own)
+    import the module first.
+    """
     import ilvm_rl.envs  # noqa: F401  (registers the ilvm/ environments)
 
-    if env_id not in gym.envs.registry:
-        close = difflib.get_close_matches(env_id, list(gym.envs.registry), n=3)
+    module, _, name = env_id.rpartition(":")
+    if module:
+        try:
+            importlib.import_module(module)
+        except ImportError as error:
+            raise ConfigError(f"environment id {env_id!r}: cannot import module {module!r} ({error})") from error
+    if name not in gym.envs.registry:
+        close = difflib.get_close_matches(name, list(gym.envs.registry), n=3)
         hint = f"; did you mean {', '.join(close)}?" if close else ""
         raise ConfigError(f"unknown environment id {env_id!r}{hint}")
 

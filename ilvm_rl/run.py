@@ -53,13 +53,23 @@ EVAL_SEED_OFFSET = 10_000
 
 @dataclass(frozen=True)
 class RunSpec:
-    """What to train: a recipe on an environment with a seed and a step budget."""
+    """What to train: a recipe on an environment with a seed and a step budget.
+
+    Attributes:
+        agent: recipe name or path.
+        env_id: a Gymnasium id.
+        seed: seeds the agent, the module and the environments.
+        steps: environment steps (all parallel environments together).
+        overrides: recipe settings merged last.
+        threshold: training return that counts as solved; None takes the env's ``reward_threshold``.
+    """
 
     agent: str
     env_id: str
     seed: int
     steps: int
     overrides: dict[str, Any] | None = None
+    threshold: float | None = None
 
 
 class EpisodeRecorder(BaseCallback):
@@ -144,6 +154,30 @@ def read_episodes(run_dir: Path) -> list[tuple[int, float]]:
         return [(int(row["step"]), float(row["return"])) for row in csv.DictReader(file)]
 
 
+def read_run(run_dir: Path) -> dict[str, Any]:
+    """What a plot needs of a run folder: agent, env id, step budget, threshold and episodes.
+
+    Raises:
+        ConfigError: the folder is not a run folder.
+    """
+    config_path = run_dir / CONFIG_FILE
+    if not config_path.is_file() or not (run_dir / EPISODES_FILE).is_file():
+        raise ConfigError(f"{run_dir} is not a run folder: it needs {CONFIG_FILE} and {EPISODES_FILE}")
+    try:
+        record = yaml.safe_load(config_path.read_text())
+        env_id = record["env_id"]
+        threshold = record.get("threshold")
+        return {
+            "agent": Path(record["agent"]).stem,
+            "env_id": env_id,
+            "steps": int(record["steps"]),
+            "threshold": threshold if threshold is not None else reward_threshold(env_id),
+            "episodes": read_episodes(run_dir),
+        }
+    except (yaml.YAMLError, KeyError, TypeError, ValueError) as error:
+        raise ConfigError(f"{config_path}: not a run configuration ({error})") from error
+
+
 def reward_threshold(env_id: str) -> float | None:
     return gym.spec(env_id).reward_threshold
 
@@ -171,7 +205,14 @@ def train(spec: RunSpec, run_dir: Path, progress_bar: bool = False, command: str
         raise ConfigError(f"steps must be >= 1, got {spec.steps}")
     clear_outputs(run_dir)  # a cell of an interrupted grid starts again from nothing
     (run_dir / "command.txt").write_text((command or shlex.join(sys.argv)) + "\n")
-    record = {"agent": spec.agent, "env_id": spec.env_id, "seed": spec.seed, "steps": spec.steps, "recipe": resolved}
+    record = {
+        "agent": spec.agent,
+        "env_id": spec.env_id,
+        "seed": spec.seed,
+        "steps": spec.steps,
+        "threshold": spec.threshold,
+        "recipe": resolved,
+    }
     (run_dir / CONFIG_FILE).write_text(yaml.safe_dump(record, sort_keys=False))
     return _learn(spec, recipe, run_dir, progress_bar, resume=False)
 
@@ -199,7 +240,9 @@ def resume(run_dir: Path, progress_bar: bool = False, command: str | None = None
         raise ConfigError(f"{run_dir} holds no checkpoint yet ({MODEL_FILE}); set checkpoint_every in the recipe")
     try:
         record = yaml.safe_load(config_path.read_text())
-        spec = RunSpec(record["agent"], record["env_id"], int(record["seed"]), int(record["steps"]))
+        spec = RunSpec(
+            record["agent"], record["env_id"], int(record["seed"]), int(record["steps"]), None, record.get("threshold")
+        )
         recipe = from_dict(Recipe, record["recipe"], f"{config_path}: recipe")
     except (yaml.YAMLError, KeyError, TypeError, ValueError) as error:
         raise ConfigError(f"{config_path}: not a run configuration ({error})") from error
@@ -307,7 +350,7 @@ def evaluate(model: Any, env_id: str, seed: int, recipe: Recipe) -> dict[str, An
 def write_results(
     run_dir: Path, spec: RunSpec, evaluation: dict[str, Any], steps_done: int, steps_per_second: float, wall: float
 ) -> dict[str, Any]:
-    threshold = reward_threshold(spec.env_id)
+    threshold = spec.threshold if spec.threshold is not None else reward_threshold(spec.env_id)
     reached = steps_to_threshold(read_episodes(run_dir), threshold) if threshold is not None else None
     results = {
         "agent": Path(spec.agent).stem,

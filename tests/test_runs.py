@@ -8,26 +8,12 @@ from pathlib import Path
 import gymnasium as gym
 import numpy as np
 import pytest
+from fast import FAST, FAST_FLAGS
 from safetensors.numpy import load_file
 
-from ilvm_rl.bench import run_grid
 from ilvm_rl.checkpoint import CheckpointError, load_explorer
 from ilvm_rl.cli import main
 from ilvm_rl.run import RunSpec, steps_to_threshold, train
-
-# the fast preset: the real code path with a tiny budget
-FAST = {"n_envs": 2, "algo_kwargs": {"n_steps": 32, "batch_size": 32}, "eval_episodes": 1}
-FAST_FLAGS = [
-    "--set",
-    "n_envs=2",
-    "--set",
-    "algo_kwargs.n_steps=32",
-    "--set",
-    "algo_kwargs.batch_size=32",
-    "--set",
-    "eval_episodes=1",
-    "--no-progress",
-]
 
 
 def only_run(runs_dir: Path) -> Path:
@@ -173,29 +159,6 @@ def test_steps_to_threshold_uses_a_trailing_window() -> None:
     # the 10-episode mean first reaches -110 once 9 of the last 10 are at -100
     assert steps_to_threshold(episodes, -110.0) == 1800
     assert steps_to_threshold(episodes[:12], -110.0) is None
-
-
-def test_bench_grid_writes_reports_and_resumes_without_rerunning(tmp_path: Path) -> None:
-    rows = run_grid("tiny", ["ppo", "ppo_rnd"], "CartPole-v1", [0, 1], 128, tmp_path, workers=1, command="test")
-    assert len(rows) == 4
-    bench = tmp_path / "bench" / "tiny"
-    csv_lines = (bench / "results.csv").read_text().splitlines()
-    assert len(csv_lines) == 5 and csv_lines[0].startswith("agent,env_id,seed")
-    report = (bench / "results.md").read_text()
-    assert "| ppo | " in report and "| ppo_rnd | " in report
-    stamps = {p: p.stat().st_mtime for p in bench.glob("runs/*/results.json")}
-    run_grid("tiny", ["ppo", "ppo_rnd"], "CartPole-v1", [0, 1], 128, tmp_path, workers=1, command="test")
-    assert {p: p.stat().st_mtime for p in bench.glob("runs/*/results.json")} == stamps
-    with pytest.raises(Exception, match="holds a grid"):
-        run_grid("tiny", ["ppo"], "CartPole-v1", [0], 256, tmp_path, workers=1)
-    with pytest.raises(Exception, match="recipe ppo changed"):
-        run_grid("tiny", [str(edited_recipe(tmp_path))], "CartPole-v1", [0], 128, tmp_path, workers=1)
-
-
-def edited_recipe(tmp_path: Path) -> Path:
-    path = tmp_path / "ppo.yaml"
-    path.write_text("extends: ppo\ndefault:\n  n_envs: 3\n")
-    return path
 
 
 def test_an_interrupted_run_resumes_from_its_checkpoint(tmp_path: Path) -> None:

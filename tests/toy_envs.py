@@ -1,5 +1,6 @@
 """Tiny environments with known observations, for checking what the integration records."""
 
+import os
 from typing import Any
 
 import gymnasium as gym
@@ -28,3 +29,23 @@ class CounterEnv(gym.Env):
     def step(self, action):
         self.count += 1
         return self._obs(), -1.0, self.count >= self.length, False, {}
+
+
+CRASH_MARKER_VARIABLE = "ILVM_RL_TEST_CRASH_MARKER"
+
+
+class CrashOnceEnv(CounterEnv):
+    """Kills its own process the first time it is built (as an out-of-memory kill would), then
+    behaves like :class:`CounterEnv`. The file named by ``$ILVM_RL_TEST_CRASH_MARKER`` remembers
+    the crash across processes."""
+
+    def __init__(self) -> None:
+        marker = os.environ[CRASH_MARKER_VARIABLE]
+        if not os.path.exists(marker):
+            with open(marker, "w"):
+                pass
+            os._exit(1)
+        super().__init__(length=5)
+
+
+gym.register("CrashOnce-v0", entry_point=CrashOnceEnv, max_episode_steps=20)

@@ -1,0 +1,186 @@
+"""Benchmark evidence: the CSV of runs, the aggregate Markdown report and the plots.
+
+Per task and agent the report gives seeds solved, the median and interquartile range of
+steps-to-threshold (an unsolved seed counts as never, shown as "> budget"), the interquartile mean
+(IQM) of the final evaluation return with a 95% stratified bootstrap confidence interval, the
+probability of improvement over a baseline agent with its interval (both from ``rliable``), and
+throughput. Bootstraps use a fixed random state, so the same runs give the same intervals.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from rliable import library as rly
+from rliable import metrics
+
+from ilvm_rl.bench.suite import Suite
+
+CSV_COLUMNS = [
+    "agent", "env_id", "seed", "steps", "threshold", "steps_to_threshold", "solved",
+    "final_eval_return", "steps_per_second", "wall_time_s",
+]  # fmt: skip
+# columns that measure the machine rather than the agent: they differ between two runs of a grid
+TIMING_COLUMNS = ("steps_per_second", "wall_time_s")
+BOOTSTRAP_REPS = 5000
+BOOTSTRAP_SEED = 0
+
+
+def bootstrap(scores: dict[str, np.ndarray | list[np.ndarray]], func: Any) -> tuple[dict, dict]:
+    """rliable's stratified bootstrap with a fresh fixed random state, so every call is reproducible."""
+    return rly.get_interval_estimates(
+        scores, func, reps=BOOTSTRAP_REPS, random_state=np.random.RandomState(BOOTSTRAP_SEED)
+    )
+
+
+def iqm_with_ci(final_returns: np.ndarray) -> tuple[float, float, float]:
+    """IQM of ``(n_seeds,)`` final returns and the bounds of its 95% bootstrap interval."""
+    point, interval = bootstrap({"x": final_returns.reshape(-1, 1)}, lambda x: np.array([metrics.aggregate_iqm(x)]))
+    return float(point["x"][0]), float(interval["x"][0, 0]), float(interval["x"][1, 0])
+
+
+def improvement_with_ci(scores: np.ndarray, baseline: np.ndarray) -> tuple[float, float, float]:
+    """P(a run of ``scores`` beats a run of ``baseline``) and the bounds of its 95% bootstrap interval."""
+    point, interval = bootstrap(
+        {"x": [scores.reshape(-1, 1), baseline.reshape(-1, 1)]},
+        lambda x, y: np.array([metrics.probability_of_improvement(x, y)]),
+    )
+    return float(point["x"][0]), float(interval["x"][0, 0]), float(interval["x"][1, 0])
+
+
+def steps_quartiles(rows: Sequence[dict[str, Any]]) -> tuple[float, float, float]:
+    """25th, 50th and 75th percentiles of steps-to-threshold, ``inf`` standing for unsolved seeds.
+
+    ``inverted_cdf`` picks observed values instead of interpolating, which stays defined with inf.
+    """
+    reached = np.array([row["steps_to_threshold"] if row["solved"] else np.inf for row in rows], dtype=float)
+    q1, median, q3 = np.percentile(reached, [25, 50, 75], method="inverted_cdf")
+    return float(q1), float(median), float(q3)
+
+
+def aggregate(
+    rows: Sequence[dict[str, Any]], suite: Suite, agents: Sequence[str], baseline: str
+) -> list[dict[str, Any]]:
+    """One dict per (task, agent) that has finished runs, in suite and agent order."""
+    table = []
+    for task in suite.tasks:
+        of_task = [row for row in rows if row["env_id"] == task.env_id]
+        baseline_returns = np.array([row["final_eval_return"] for row in of_task if row["agent"] == baseline])
+        for agent in agents:
+            runs = [row for row in of_task if row["agent"] == agent]
+            if not runs:
+                continue
+            finals = np.array([row["final_eval_return"] for row in runs])
+            entry: dict[str, Any] = {
+                "env_id": task.env_id,
+                "agent": agent,
+                "seeds": len(runs),
+                "solved": sum(bool(row["solved"]) for row in runs),
+                "steps_quartiles": steps_quartiles(runs),
+                "iqm": iqm_with_ci(finals),
+                "steps_per_second": float(np.mean([row["steps_per_second"] for row in runs])),
+                "budget": task.steps,
+            }
+            if agent != baseline and len(baseline_returns):
+                entry["improvement"] = improvement_with_ci(finals, baseline_returns)
+            table.append(entry)
+    return table
+
+
+def _steps(value: float, budget: int) -> str:
+    return f"> {budget:,}" if np.isinf(value) else f"{int(value):,}"
+
+
+def markdown_tables(table: Sequence[dict[str, Any]], baseline: str) -> str:
+    """One Markdown table per task."""
+    parts = []
+    for env_id in dict.fromkeys(entry["env_id"] for entry in table):
+        lines = [
+            f"**{env_id}**",
+            "",
+            f"| agent | seeds solved | median steps to threshold | IQR of steps | IQM final eval return [95% CI] "
+            f"| P(better than {baseline}) [95% CI] | steps/s |",
+            "| --- | --- | --- | --- | --- | --- | --- |",
+        ]
+        for entry in (e for e in table if e["env_id"] == env_id):
+            q1, median, q3 = entry["steps_quartiles"]
+            budget = entry["budget"]
+            iqm, low, high = entry["iqm"]
+            improvement = "—"
+            if "improvement" in entry:
+                p, p_low, p_high = entry["improvement"]
+                improvement = f"{p:.2f} [{p_low:.2f}, {p_high:.2f}]"
+            lines.append(
+                f"| {entry['agent']} | {entry['solved']}/{entry['seeds']} | {_steps(median, budget)} "
+                f"| {_steps(q1, budget)} – {_steps(q3, budget)} | {iqm:.1f} [{low:.1f}, {high:.1f}] "
+                f"| {improvement} | {entry['steps_per_second']:,.0f} |"
+            )
+        parts.append("\n".join(lines))
+    return "\n\n".join(parts)
+
+
+def write_csv(path: Path, rows: Sequence[dict[str, Any]]) -> None:
+    with path.open("w", newline="") as file:
+        writer = csv.DictWriter(file, fieldnames=CSV_COLUMNS, extrasaction="ignore")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({**row, "threshold": row.get("reward_threshold")})
+
+
+def write_reports(
+    bench_dir: Path,
+    rows: Sequence[dict[str, Any]],
+    suite: Suite,
+    agents: Sequence[str],
+    baseline: str,
+    failed: dict[str, str],
+    command: str,
+    timing: dict[str, Any] | None,
+) -> str:
+    """Write ``results.csv``, ``results.md`` and the plots; return the report's tables."""
+    from ilvm_rl.bench.plots import plot_intervals, plot_task_curves  # matplotlib only when reporting
+
+    write_csv(bench_dir / "results.csv", rows)
+    table = aggregate(rows, suite, agents, baseline)
+    tables = markdown_tables(table, baseline)
+    lines = [
+        f"# Benchmark {bench_dir.name}",
+        "",
+        f"Steps to threshold: the first environment step at which the mean extrinsic return of the last 10 "
+        f"training episodes reaches the task's threshold. Final eval return: deterministic policy on a "
+        f"separate environment after the budget. IQM and probability of improvement: rliable, 95% "
+        f"stratified bootstrap ({BOOTSTRAP_REPS} resamples, fixed random state).",
+        "",
+        tables,
+        "",
+    ]
+    if failed:
+        lines += ["Failed runs (not in the tables):", ""] + [f"- {name}: {why}" for name, why in failed.items()] + [""]
+    if timing and timing["runs"]:
+        lines += [grid_timing_line(timing), ""]
+    lines += [f"Command: `{command}`", ""]
+    for task in suite.tasks:
+        plot_task_curves(bench_dir / f"curves_{file_stem(task.env_id)}.png", task.env_id, rows, agents, task.steps)
+    if table:
+        plot_intervals(bench_dir / "intervals.png", table, agents)
+    (bench_dir / "results.md").write_text("\n".join(lines))
+    return tables
+
+
+def grid_timing_line(timing: dict[str, Any]) -> str:
+    """How close the grid came to perfect parallelism: its wall time over the runs' summed time / workers."""
+    ideal = timing["cells_s"] / timing["workers"]
+    return (
+        f"This call ran {timing['runs']} runs on {timing['workers']} workers in {timing['grid_wall_s']:.0f} s; "
+        f"the runs took {timing['cells_s']:.0f} s together (set-up, training, evaluation), "
+        f"{timing['cells_s'] / timing['workers']:.0f} s per worker: wall time / ideal = "
+        f"{timing['grid_wall_s'] / ideal:.2f}."
+    )
+
+
+def file_stem(env_id: str) -> str:
+    return env_id.replace("/", "-").replace(":", "-")

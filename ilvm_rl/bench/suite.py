@@ -1,0 +1,109 @@
+"""Benchmark suites: which tasks a grid runs, with their step budgets and solve thresholds.
+
+A suite is a YAML file in ``envs/suites/`` (or any path)::
+
+    description: hard-exploration tasks
+    tasks:
+      - env_id: MountainCar-v0
+        steps: 300000        # environment steps per run
+        threshold: -110      # optional: the env's reward_threshold when left out
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import gymnasium as gym
+import yaml
+
+from ilvm_rl.config import ConfigError, from_dict, shipped_names, shipped_or_path
+from ilvm_rl.recipes import check_env_id
+
+
+@dataclass(frozen=True)
+class Task:
+    """One task of a suite.
+
+    Attributes:
+        env_id: a Gymnasium id.
+        steps: environment steps per run (all parallel environments together).
+        threshold: training return (trailing mean of 10 episodes) at which a run counts as solved;
+            None takes the env's ``reward_threshold``.
+    """
+
+    env_id: str
+    steps: int
+    threshold: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.steps < 1:
+            raise ValueError(f"steps must be >= 1, got {self.steps}")
+
+
+@dataclass(frozen=True)
+class Suite:
+    """A named list of tasks.
+
+    Attributes:
+        tasks: the tasks, in report order.
+        description: one line for reports.
+    """
+
+    tasks: tuple[Task, ...]
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.tasks:
+            raise ValueError("tasks: a suite needs at least one task")
+        ids = [task.env_id for task in self.tasks]
+        for env_id in ids:
+            if ids.count(env_id) > 1:
+                raise ValueError(f"tasks: {env_id} is listed twice")
+
+
+def suite_names() -> list[str]:
+    """Names of the suites shipped in ``envs/suites/``."""
+    return shipped_names(resources.files("ilvm_rl.envs") / "suites")
+
+
+def suite_path(suite: str) -> Path:
+    """The file of a suite given by name (``exploration``) or path (``my/suite.yaml``)."""
+    return shipped_or_path(suite, resources.files("ilvm_rl.envs") / "suites", "suite")
+
+
+def load_suite(suite: str) -> Suite:
+    """Read and check a suite: every env id registered, every task with a threshold.
+
+    Raises:
+        ConfigError: naming the file and the key or task at fault.
+    """
+    path = suite_path(suite)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path}: not valid YAML ({error})") from error
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: a suite is a mapping with 'tasks' (and optionally 'description')")
+    loaded = from_dict(Suite, data, str(path))
+    return Suite(tuple(checked_task(task, str(path)) for task in loaded.tasks), loaded.description)
+
+
+def single_task_suite(env_id: str, steps: int) -> Suite:
+    """A suite of one task with the env's own threshold (``bench --env ID --steps N``)."""
+    return Suite((checked_task(Task(env_id, steps), "--env"),))
+
+
+def checked_task(task: Task, where: str) -> Task:
+    """``task`` with its threshold filled in from the env's spec; raises if it has none."""
+    try:
+        check_env_id(task.env_id)
+    except ConfigError as error:
+        raise ConfigError(f"{where}: {error}") from error
+    if task.threshold is not None:
+        return task
+    threshold = gym.spec(task.env_id).reward_threshold
+    if threshold is None:
+        raise ConfigError(f"{where}: {task.env_id} has no reward_threshold; give the task a 'threshold'")
+    return Task(task.env_id, task.steps, float(threshold))
