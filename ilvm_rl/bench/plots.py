@@ -101,8 +101,17 @@ def plot_intervals(path: Path, table: Sequence[dict[str, Any]], agents: Sequence
     intervals = {
         agent: np.array([[_entry(table, agent, task)["iqm"][i] for task in tasks] for i in (1, 2)]) for agent in shown
     }
+    # rliable sizes the figure by rows and places the label in figure units: keep it clear of the ticks
+    row_height = max(0.6, 1.8 / len(shown))
     figure, _ = plot_utils.plot_interval_estimates(
-        points, intervals, metric_names=tasks, algorithms=shown, xlabel="IQM of final evaluation return"
+        points,
+        intervals,
+        metric_names=tasks,
+        algorithms=shown,
+        xlabel="IQM of final evaluation return",
+        row_height=row_height,
+        subfigure_width=4.0,
+        xlabel_y_coordinate=-0.6 / (row_height * len(shown)),
     )
     figure.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(figure)

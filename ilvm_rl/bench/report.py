@@ -10,6 +10,7 @@ throughput. Bootstraps use a fixed random state, so the same runs give the same 
 from __future__ import annotations
 
 import csv
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -32,9 +33,12 @@ BOOTSTRAP_SEED = 0
 
 def bootstrap(scores: dict[str, np.ndarray | list[np.ndarray]], func: Any) -> tuple[dict, dict]:
     """rliable's stratified bootstrap with a fresh fixed random state, so every call is reproducible."""
-    return rly.get_interval_estimates(
-        scores, func, reps=BOOTSTRAP_REPS, random_state=np.random.RandomState(BOOTSTRAP_SEED)
-    )
+    with warnings.catch_warnings():
+        # rliable hands arch a RandomState, which arch deprecates; the intervals are the same
+        warnings.filterwarnings("ignore", category=FutureWarning, module="arch")
+        return rly.get_interval_estimates(
+            scores, func, reps=BOOTSTRAP_REPS, random_state=np.random.RandomState(BOOTSTRAP_SEED)
+        )
 
 
 def iqm_with_ci(final_returns: np.ndarray) -> tuple[float, float, float]:
