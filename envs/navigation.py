@@ -1,0 +1,118 @@
+"""A sparse-reward navigation hall with a noisy TV: ``ilvm/NoisyTVNone-v0``, ``ilvm/NoisyTVAction-v0``
+and ``ilvm/NoisyTVPlace-v0``."""
+
+from __future__ import annotations
+
+from typing import Any, Literal, get_args
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+
+from .layout import Layout
+
+TVKind = Literal["none", "action", "place"]
+
+NAVIGATION_ART = """
+    #################################
+    #TT.............................#
+    #TT.............................#
+    #...............................#
+    #S.............................G#
+    #...............................#
+    #...............................#
+    #...............................#
+    #################################
+"""
+"""The hall: start ``S`` and goal ``G`` 30 moves apart on one row; the place TV ``T`` two moves above
+the start, off the shortest route."""
+
+TV_ACTION = 4
+"""The action that switches the action TV on (a no-op without it); 0-3 move up, right, down, left."""
+
+
+class NoisyTVEnv(gym.Env[np.ndarray, np.int64]):
+    """Walk across a 7 x 31 hall to a goal 30 moves from the start, past a noisy TV or none.
+
+    The agent starts at the left end of the middle row; the goal is at the right end of the same row.
+    A uniformly random policy reaches it in about 4 of 10,000 episodes of 200 steps, so an agent without a
+    directed exploration bonus rarely sees a reward.
+
+    Observation: float32 vector of shape (2 + tv_dims,) in [-1, 1]: the agent's (x, y) scaled to
+    [-1, 1] over the hall, then the TV dims, all zero while the TV is off and fresh uniform values in
+    [-1, 1] on every step it plays.
+
+    Actions: Discrete(5): 0 up, 1 right, 2 down, 3 left (a move into a wall stays put), 4 TV.
+
+    TV, by ``tv``:
+        - ``"none"``: no TV; action 4 is a no-op and the TV dims stay zero (the reference task).
+        - ``"action"``: each use of action 4 shows fresh random values in the TV dims and the agent
+          does not move; the TV dims are zero after every other action.
+        - ``"place"``: the TV plays (fresh random values) on every step that ends in the 2 x 2 region
+          drawn ``T`` in :data:`NAVIGATION_ART`, two moves from the start, whatever the action; action
+          4 is a no-op.
+        The TV pays nothing and is off the shortest route: the goal is reached only by ignoring it.
+
+    Reward: +1 on reaching the goal, which ends the episode (terminated); 0 on every other step.
+    The ids are registered with ``max_episode_steps=200`` (truncation) and ``reward_threshold=0.9``:
+    solved when at least 9 of the last 10 episodes reach the goal.
+
+    Info: ``on_tv`` (bool), whether the TV showed noise on this step (False after reset), so that a
+    benchmark can report the share of steps spent on the TV.
+
+    Args:
+        tv: which TV plays: ``"none"``, ``"action"`` or ``"place"``.
+        tv_dims: number of TV dims in the observation.
+        render_mode: None or ``"ansi"`` (the hall as text, the agent drawn ``A``).
+    """
+
+    metadata: dict[str, Any] = {"render_modes": ["ansi"], "render_fps": 4}  # noqa: RUF012  (Gymnasium's API)
+
+    def __init__(self, tv: TVKind = "none", tv_dims: int = 4, render_mode: str | None = None) -> None:
+        if tv not in get_args(TVKind):
+            raise ValueError(f"tv must be one of {get_args(TVKind)}, got {tv!r}")
+        if tv_dims < 1:
+            raise ValueError(f"tv_dims must be >= 1 (the TV needs a dim to show noise in), got {tv_dims}")
+        if render_mode not in (None, *self.metadata["render_modes"]):
+            raise ValueError(f"render_mode must be None or one of {self.metadata['render_modes']}, got {render_mode!r}")
+        self.tv = tv
+        self.tv_dims = tv_dims
+        self.render_mode = render_mode
+        self.layout = Layout.from_art(NAVIGATION_ART)
+        self.observation_space = spaces.Box(-1.0, 1.0, shape=(2 + tv_dims,), dtype=np.float32)
+        self.action_space = spaces.Discrete(5)
+        self._cell = self.layout.start
+
+    @property
+    def cell(self) -> tuple[int, int]:
+        """The agent's (row, column) in :data:`NAVIGATION_ART`."""
+        return self._cell
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[np.ndarray, dict[str, Any]]:
+        super().reset(seed=seed)
+        self._cell = self.layout.start
+        return self._observation(on_tv=False), {"on_tv": False}
+
+    def step(self, action: np.int64 | int) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+        if not self.action_space.contains(action):
+            raise ValueError(f"action must be an int in [0, 5), got {action!r}")
+        action = int(action)
+        if action != TV_ACTION:
+            self._cell = self.layout.move(self._cell, action)
+        on_tv = (self.tv == "action" and action == TV_ACTION) or (
+            self.tv == "place" and self._cell in self.layout.region
+        )
+        terminated = self._cell == self.layout.goal
+        return self._observation(on_tv), float(terminated), terminated, False, {"on_tv": on_tv}
+
+    def render(self) -> str | None:
+        return self.layout.render(self._cell) if self.render_mode == "ansi" else None
+
+    def _observation(self, on_tv: bool) -> np.ndarray:
+        observation = np.zeros(2 + self.tv_dims, dtype=np.float32)
+        observation[:2] = self.layout.positions[self._cell]
+        if on_tv:
+            observation[2:] = self.np_random.uniform(-1.0, 1.0, size=self.tv_dims)
+        return observation

@@ -1,0 +1,260 @@
+"""Our own environments: env checker, seeding, the two TVs, the fork's branches, the maze's route, the suites."""
+
+import warnings
+from collections import Counter, deque
+from importlib import resources
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from gymnasium.utils.env_checker import check_env
+from ilvm_rl.envs.fork import ADVANCE, BACK, FORK_BRANCHES, LOWER, SWITCH, UPPER, ForkEnv
+from ilvm_rl.envs.layout import MOVES, Layout
+from ilvm_rl.envs.maze import MazeEnv
+from ilvm_rl.envs.navigation import TV_ACTION, NoisyTVEnv
+
+from ilvm_rl.bench import load_suite
+
+# importing ilvm_rl.envs (above) registered the ids
+ENV_IDS = sorted(env_id for env_id in gym.registry if env_id.startswith("ilvm/"))
+NAVIGATION_IDS = ["ilvm/NoisyTVNone-v0", "ilvm/NoisyTVAction-v0", "ilvm/NoisyTVPlace-v0"]
+# the ids whose rollouts draw random numbers, so that another seed gives another rollout
+RANDOM_IDS = ["ilvm/NoisyTVAction-v0", "ilvm/NoisyTVPlace-v0", "ilvm/Fork-v0"]
+
+
+def rollout(env_id: str, seed: int, steps: int = 300) -> list[tuple]:
+    """Steps of a seeded random action sequence (the same for every seed), resetting after each episode."""
+    env = gym.make(env_id)
+    assert isinstance(env.action_space, gym.spaces.Discrete)
+    actions = np.random.default_rng(0).integers(env.action_space.n, size=steps)
+    observation, info = env.reset(seed=seed)
+    record: list[tuple] = [(observation, info)]
+    for action in actions:
+        step = env.step(action)
+        record.append(step)
+        if step[2] or step[3]:
+            record.append(env.reset())
+    return record
+
+
+def shortest_route(layout: Layout) -> list[int]:
+    """Move actions of a shortest route from start to goal (breadth-first search over the layout)."""
+    came_from: dict[tuple[int, int], tuple[tuple[int, int], int] | None] = {layout.start: None}
+    queue = deque([layout.start])
+    while queue:
+        cell = queue.popleft()
+        for action in range(len(MOVES)):
+            target = layout.move(cell, action)
+            if target not in came_from:
+                came_from[target] = (cell, action)
+                queue.append(target)
+    route: list[int] = []
+    cell = layout.goal
+    while (step := came_from[cell]) is not None:
+        cell, action = step
+        route.append(action)
+    return route[::-1]
+
+
+def test_every_ilvm_env_is_registered() -> None:
+    assert ENV_IDS == sorted([*NAVIGATION_IDS, "ilvm/Fork-v0", "ilvm/Maze-v0"])
+    for env_id in ENV_IDS:
+        spec = gym.spec(env_id)
+        assert spec.max_episode_steps is not None and spec.reward_threshold is not None
+
+
+@pytest.mark.parametrize("env_id", ENV_IDS)
+def test_env_passes_the_env_checker_without_warnings(env_id: str) -> None:
+    env = gym.make(env_id)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        check_env(env.unwrapped)
+    space = env.observation_space
+    assert isinstance(space, gym.spaces.Box) and space.dtype == np.float32 and len(space.shape) == 1
+    assert np.isfinite(space.low).all() and np.isfinite(space.high).all()
+    assert isinstance(env.action_space, gym.spaces.Discrete)
+    assert isinstance(gym.make(env_id, render_mode="ansi").unwrapped.render(), str)
+
+
+@pytest.mark.parametrize("env_id", ENV_IDS)
+def test_same_seed_gives_the_same_rollout_step_by_step(env_id: str) -> None:
+    first, second = rollout(env_id, seed=3), rollout(env_id, seed=3)
+    assert len(first) == len(second)
+    for one, other in zip(first, second, strict=True):
+        np.testing.assert_array_equal(one[0], other[0])
+        assert one[1:] == other[1:]
+
+
+@pytest.mark.parametrize("env_id", RANDOM_IDS)
+def test_another_seed_gives_another_rollout(env_id: str) -> None:
+    first, second = rollout(env_id, seed=3), rollout(env_id, seed=4)
+    assert any(not np.array_equal(one[0], other[0]) for one, other in zip(first, second, strict=True))
+
+
+def test_the_action_tv_plays_only_when_its_action_is_used() -> None:
+    env = NoisyTVEnv(tv="action")
+    observation, info = env.reset(seed=0)
+    assert not info["on_tv"] and not observation[2:].any()
+    actions = np.random.default_rng(1).integers(5, size=400)
+    for action in actions:
+        before = env.cell
+        observation, _, terminated, _, info = env.step(action)
+        on_tv = action == TV_ACTION
+        assert info["on_tv"] == on_tv
+        assert bool(observation[2:].all()) == on_tv and bool(observation[2:].any()) == on_tv
+        if on_tv:
+            assert env.cell == before
+        assert not terminated  # a random policy this short never reaches the goal
+
+
+def test_the_place_tv_plays_only_in_its_region_whatever_the_action() -> None:
+    env = NoisyTVEnv(tv="place")
+    env.reset(seed=0)
+    visited: Counter[tuple[bool, int]] = Counter()
+    previous_picture = None
+    for action in np.random.default_rng(1).integers(5, size=1000):
+        observation, _, _, _, info = env.step(action)
+        in_region = env.cell in env.layout.region
+        visited[in_region, int(action)] += 1
+        assert info["on_tv"] == in_region
+        assert bool(observation[2:].all()) == in_region and bool(observation[2:].any()) == in_region
+        # the noise is fresh on every step, so two TV steps in a row never show the same picture
+        if in_region and previous_picture is not None:
+            assert not np.array_equal(observation[2:], previous_picture)
+        previous_picture = observation[2:] if in_region else None
+    # the walk stood in the region under every action, the TV action included
+    assert all(visited[True, action] > 0 for action in range(5))
+
+
+def test_without_tv_the_extra_action_is_a_no_op() -> None:
+    env = NoisyTVEnv(tv="none")
+    start, _ = env.reset(seed=0)
+    for action in np.random.default_rng(1).integers(5, size=400):
+        before = env.cell
+        observation, _, _, _, info = env.step(action)
+        assert not info["on_tv"] and not observation[2:].any()
+        if action == TV_ACTION:
+            assert env.cell == before
+    observation, *_ = env.step(TV_ACTION)
+    assert env.step(TV_ACTION)[0].tolist() == observation.tolist()
+    assert start[2:].tolist() == [0.0] * env.tv_dims
+
+
+@pytest.mark.parametrize("env_id", NAVIGATION_IDS)
+def test_the_shortest_route_ignores_the_tv_and_pays_one(env_id: str) -> None:
+    env = gym.make(env_id)
+    navigation = env.unwrapped
+    assert isinstance(navigation, NoisyTVEnv)
+    layout = navigation.layout
+    route = shortest_route(layout)
+    max_steps = gym.spec(env_id).max_episode_steps
+    assert max_steps is not None and len(route) == 30 < max_steps
+    env.reset(seed=0)
+    for index, action in enumerate(route):
+        _, reward, terminated, truncated, info = env.step(action)
+        assert not info["on_tv"] and navigation.cell not in layout.region
+        last = index == len(route) - 1
+        assert (reward, terminated, truncated) == ((1.0, True, False) if last else (0.0, False, False))
+    # the place TV is near the start: two moves away
+    assert min(abs(r - layout.start[0]) + abs(c - layout.start[1]) for r, c in layout.region) == 2
+
+
+def test_fork_next_states_cover_every_branch_with_its_probability() -> None:
+    env = ForkEnv()
+    trials = 4000
+    start, _ = env.reset(seed=0)
+    outcomes = env.outcomes(start, ADVANCE)
+    assert [probability for _, probability in outcomes] == [probability for _, probability in FORK_BRANCHES]
+    counts: Counter[int] = Counter()
+    for _ in range(trials):
+        env.reset()
+        next_observation, *_ = env.step(ADVANCE)
+        matches = [i for i, (outcome, _) in enumerate(outcomes) if np.array_equal(outcome, next_observation)]
+        assert len(matches) == 1
+        counts[matches[0]] += 1
+    assert sorted(counts) == list(range(len(FORK_BRANCHES)))
+    for index, (_, probability) in enumerate(FORK_BRANCHES):
+        # four standard deviations of a binomial share
+        assert abs(counts[index] / trials - probability) < 4 * np.sqrt(probability * (1 - probability) / trials)
+    # the mean next lane lies between the lanes, where no state is
+    mean_lane = sum(outcome[1] * probability for outcome, probability in outcomes)
+    assert LOWER < mean_lane < UPPER and mean_lane not in (LOWER, UPPER)
+
+
+def test_fork_outcomes_agree_with_the_steps_of_every_action() -> None:
+    env = ForkEnv()
+    observation, _ = env.reset(seed=0)
+    for action in np.random.default_rng(2).integers(3, size=500):
+        possible = env.outcomes(observation, int(action))
+        assert np.isclose(sum(probability for _, probability in possible), 1.0)
+        observation, _, terminated, _, _ = env.step(action)
+        assert any(np.array_equal(outcome, observation) for outcome, _ in possible)
+        if terminated:
+            observation, _ = env.reset()
+
+
+def test_fork_best_policy_solves_and_switch_back_are_deterministic() -> None:
+    env = ForkEnv()
+    observation, _ = env.reset(seed=0)
+    assert env.outcomes(observation, BACK)[0][0].tolist() == observation.tolist()
+    assert env.outcomes(observation, SWITCH)[0][0].tolist() == [-1.0, UPPER]
+    for _ in range(20):
+        observation, _ = env.reset()
+        reward, steps = 0.0, 0
+        while not reward:
+            action = ADVANCE if observation[0] < 1.0 else SWITCH
+            observation, reward, terminated, _, _ = env.step(action)
+            steps += 1
+            assert terminated == (reward == 1.0)
+        assert steps <= env.length + 1
+
+
+def test_maze_goal_is_far_but_within_the_time_limit() -> None:
+    env = gym.make("ilvm/Maze-v0")
+    maze = env.unwrapped
+    assert isinstance(maze, MazeEnv)
+    layout = maze.layout
+    route = shortest_route(layout)
+    max_steps = gym.spec("ilvm/Maze-v0").max_episode_steps
+    assert max_steps is not None and 100 <= len(route) < max_steps / 2
+    env.reset(seed=0)
+    for index, action in enumerate(route):
+        observation, reward, terminated, _, _ = env.step(action)
+        assert (reward, terminated) == ((1.0, True) if index == len(route) - 1 else (0.0, False))
+        # the wall sensors see the layout
+        row, col = maze.cell
+        walls = [layout.walls[row + d_row, col + d_col] for d_row, d_col in MOVES]
+        assert observation[2:].tolist() == [float(wall) for wall in walls]
+
+
+@pytest.mark.parametrize("env_id", ["ilvm/Maze-v0", *NAVIGATION_IDS])
+def test_random_policy_does_not_solve_the_sparse_tasks(env_id: str) -> None:
+    env = gym.make(env_id)
+    env.reset(seed=0)
+    env.action_space.seed(0)
+    for _ in range(5):
+        env.reset()
+        while True:
+            _, reward, terminated, truncated, _ = env.step(env.action_space.sample())
+            assert reward == 0.0
+            if terminated or truncated:
+                break
+
+
+@pytest.mark.parametrize("suite", ["noisy_tv", "maze"])
+def test_suites_load_with_the_registered_thresholds(suite: str) -> None:
+    path = resources.files("ilvm_rl.envs") / "suites" / f"{suite}.yaml"
+    loaded = load_suite(str(path))
+    assert loaded == load_suite(suite)
+    for task in loaded.tasks:
+        assert task.env_id in ENV_IDS
+        assert task.threshold == gym.spec(task.env_id).reward_threshold
+
+
+def test_layout_rejects_art_it_cannot_use() -> None:
+    with pytest.raises(ValueError, match="enclosed by walls"):
+        Layout.from_art("###\n#SG\n###")
+    with pytest.raises(ValueError, match="exactly one 'G'"):
+        Layout.from_art("####\n#S.#\n####")
+    with pytest.raises(ValueError, match="allowed"):
+        Layout.from_art("#####\n#SxG#\n#####")
