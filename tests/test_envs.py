@@ -8,12 +8,12 @@ import gymnasium as gym
 import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
+
+from ilvm_rl.bench import load_suite
 from ilvm_rl.envs.fork import ADVANCE, BACK, FORK_BRANCHES, LOWER, SWITCH, UPPER, ForkEnv
 from ilvm_rl.envs.layout import MOVES, Layout
 from ilvm_rl.envs.maze import MazeEnv
 from ilvm_rl.envs.navigation import TV_ACTION, NoisyTVEnv
-
-from ilvm_rl.bench import load_suite
 
 # importing ilvm_rl.envs (above) registered the ids
 ENV_IDS = sorted(env_id for env_id in gym.registry if env_id.startswith("ilvm/"))

@@ -127,7 +127,13 @@ def test_terminal_observation_is_scored_and_timeouts_still_bootstrap() -> None:
 )
 @pytest.mark.parametrize(
     "method, score",
-    [("ilvm", "excess_error"), ("ilvm", "novelty"), ("ilvm", "latent_surprise"), ("rnd", "novelty")],
+    [
+        ("ilvm", "excess_error"),
+        ("ilvm", "novelty"),
+        ("ilvm", "latent_surprise"),
+        ("rnd", "novelty"),
+        ("icm", "novelty"),
+    ],
 )
 def test_algorithms_and_action_spaces_train_with_the_bonus(algo, action_space, method, score) -> None:
     env = make_vec_env(lambda: CounterEnv(length=4, action_space=action_space), n_envs=2, seed=0)

@@ -15,13 +15,14 @@ import torch
 from gymnasium import spaces
 
 from ilvm_rl.exploration.bonus import BonusModel, ILVMBonus
+from ilvm_rl.exploration.icm import ICMBonus
 from ilvm_rl.exploration.normalisation import ReturnScaler, RunningMeanStd
 from ilvm_rl.exploration.rnd import RNDBonus
 from ilvm_rl.exploration.spaces import ActionEncoder, check_observation_space
 from ilvm_rl.exploration.store import TransitionBatch, TransitionStore
 from ilvm_rl.model.ilvm import ModelConfig, Score
 
-Method = Literal["ilvm", "rnd"]
+Method = Literal["ilvm", "rnd", "icm"]
 
 
 @dataclass(frozen=True)
@@ -29,7 +30,8 @@ class ExplorationConfig:
     """Settings of the exploration module.
 
     Attributes:
-        method: ``ilvm`` (bonus from an implicit latent variable model) or ``rnd`` (the baseline).
+        method: ``ilvm`` (bonus from an implicit latent variable model), or a baseline: ``rnd``
+            (random network distillation) or ``icm`` (intrinsic curiosity module).
         score: for ``ilvm``, which model score becomes the bonus: ``excess_error``,
             ``latent_surprise``, ``novelty`` (state model) or ``density_ratio``.
         coef: coefficient β on the scaled bonus.
@@ -48,7 +50,9 @@ class ExplorationConfig:
             over the whole replay.
         learning_rate: Adam step size of the bonus model.
         rnd_output_dim: width of RND's random features.
-        model: the ILVM's settings (for ``rnd``, only ``hidden_sizes`` is read).
+        icm_feature_dim: width of ICM's learned features.
+        icm_forward_weight: β of ICM's loss ``(1 − β)·L_inverse + β·L_forward``.
+        model: the ILVM's settings (for ``rnd`` and ``icm``, only ``hidden_sizes`` is read).
     """
 
     method: Method = "ilvm"
@@ -64,18 +68,22 @@ class ExplorationConfig:
     recent_fraction: float = 0.5
     learning_rate: float = 1e-3
     rnd_output_dim: int = 64
+    icm_feature_dim: int = 32
+    icm_forward_weight: float = 0.2
     model: ModelConfig = field(default_factory=ModelConfig)
 
     def __post_init__(self) -> None:
-        if self.method not in ("ilvm", "rnd"):
-            raise ValueError(f"method: unknown method {self.method!r}; accepted: 'ilvm', 'rnd'")
+        if self.method not in ("ilvm", "rnd", "icm"):
+            raise ValueError(f"method: unknown method {self.method!r}; accepted: 'ilvm', 'rnd', 'icm'")
         if not 0.0 <= self.gamma < 1.0:
             raise ValueError(f"gamma must lie in [0, 1), got {self.gamma}")
         if not 0.0 <= self.recent_fraction <= 1.0:
             raise ValueError(f"recent_fraction must lie in [0, 1], got {self.recent_fraction}")
-        for name in ("store_capacity", "batch_size", "rnd_output_dim"):
+        for name in ("store_capacity", "batch_size", "rnd_output_dim", "icm_feature_dim"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not 0.0 < self.icm_forward_weight < 1.0:
+            raise ValueError(f"icm_forward_weight must lie in (0, 1), got {self.icm_forward_weight}")
         if self.updates_per_rollout < 0:
             raise ValueError(f"updates_per_rollout must be >= 0, got {self.updates_per_rollout}")
         if self.learning_rate <= 0:
@@ -89,9 +97,17 @@ class ExplorationConfig:
 def build_bonus_model(
     config: ExplorationConfig, observation_space: spaces.Space, action_space: spaces.Space
 ) -> BonusModel:
+    hidden = config.model.hidden_sizes
     if config.method == "rnd":
-        return RNDBonus(
-            observation_space, action_space, config.model.hidden_sizes, config.rnd_output_dim, config.learning_rate
+        return RNDBonus(observation_space, action_space, hidden, config.rnd_output_dim, config.learning_rate)
+    if config.method == "icm":
+        return ICMBonus(
+            observation_space,
+            action_space,
+            hidden,
+            config.icm_feature_dim,
+            config.icm_forward_weight,
+            config.learning_rate,
         )
     return ILVMBonus(observation_space, action_space, config.score, config.model, config.learning_rate)
 
