@@ -98,3 +98,34 @@ def test_centring_removes_the_pay_for_staying_alive(center: bool, rng: np.random
         assert abs(late.mean()) < 0.2 * late.std()
     else:
         assert late.mean() > late.std()
+
+
+def test_segments_never_cross_an_episode_end(rng: np.random.Generator) -> None:
+    """Two envs with episodes of different lengths; each observation encodes (env, episode, step)."""
+    n_envs, lengths, steps = 2, (3, 5), 40
+    store = TransitionStore(capacity=60, obs_dim=3, action_dim=1)
+    for t in range(steps):
+        obs, next_obs, ends = [], [], []
+        for env, length in enumerate(lengths):
+            episode, step = divmod(t, length)
+            obs.append([env, episode, step])
+            end = step == length - 1
+            next_obs.append([env, episode, step + 1])  # the terminal observation at an episode end
+            ends.append(end)
+        batch = TransitionBatch(
+            np.array(obs, np.float32),
+            np.full((n_envs, 1), t, np.float32),
+            np.array(next_obs, np.float32),
+            np.array(ends),
+            np.zeros(n_envs, bool),
+        )
+        store.add(batch)
+    segments = store.sample_segments(500, horizon=3, stride=n_envs, rng=rng)
+    # one env, one episode, consecutive steps: next_obs[k] is obs advanced by k + 1 steps
+    expected = segments.obs[:, None, :] + np.array([[0, 0, 1], [0, 0, 2], [0, 0, 3]], np.float32)
+    np.testing.assert_array_equal(segments.next_obs, expected)
+    np.testing.assert_array_equal(np.diff(segments.actions[:, :, 0], axis=1), 1.0)
+    assert set(segments.obs[:, 0]) == {0.0, 1.0}  # both envs (episodes of 3 steps fit a 3-step segment)
+    assert np.all(segments.obs[segments.obs[:, 0] == 0, 2] == 0)  # env 0: only whole episodes fit
+    with pytest.raises(ValueError, match="no segment of 6 steps"):
+        store.sample_segments(1, horizon=6, stride=n_envs, rng=rng)

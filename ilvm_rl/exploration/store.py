@@ -36,6 +36,24 @@ class TransitionBatch:
 FIELDS = ("obs", "actions", "next_obs", "terminated", "truncated")
 
 
+@dataclass(frozen=True)
+class SegmentBatch:
+    """``n`` segments of ``horizon`` consecutive steps of one environment within one episode.
+
+    Attributes:
+        obs: the first observation ``s_t`` of each segment, ``(n, obs_dim)``.
+        actions: ``a_t … a_{t+H-1}``, ``(n, horizon, action_dim)``.
+        next_obs: ``s_{t+1} … s_{t+H}``, ``(n, horizon, obs_dim)``.
+    """
+
+    obs: np.ndarray
+    actions: np.ndarray
+    next_obs: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.obs)
+
+
 class TransitionStore:
     """Ring buffer of the most recent ``capacity`` transitions.
 
@@ -91,10 +109,44 @@ class TransitionStore:
         old_rows = rng.integers(0, self.size, size=n - n_recent)
         return self._take(np.concatenate([recent_rows, old_rows]))
 
+    def _oldest_first(self) -> np.ndarray:
+        """Row indices of the stored transitions, oldest first."""
+        return (self.position - self.size + np.arange(self.size)) % self.capacity
+
+    def segment_starts(self, horizon: int, stride: int) -> np.ndarray:
+        """Positions (in oldest-first order) where a segment of ``horizon`` steps may start.
+
+        ``stride`` is the number of parallel environments: rows are added one per environment per
+        step, so one environment's consecutive steps lie ``stride`` rows apart. A segment may end an
+        episode at its last step, never before it.
+        """
+        if horizon < 1 or stride < 1:
+            raise ValueError(f"horizon and stride must be >= 1, got {horizon}, {stride}")
+        ends = (self.arrays["terminated"] | self.arrays["truncated"])[self._oldest_first()]
+        count = self.size - (horizon - 1) * stride
+        if count <= 0:
+            return np.zeros(0, dtype=np.int64)
+        valid = np.ones(count, dtype=bool)
+        for step in range(horizon - 1):
+            valid &= ~ends[step * stride : step * stride + count]
+        return np.flatnonzero(valid)
+
+    def sample_segments(self, n: int, horizon: int, stride: int, rng: np.random.Generator) -> SegmentBatch:
+        """Draw ``n`` segments uniformly (with replacement) among those that cross no episode end.
+
+        Raises:
+            ValueError: the store holds no such segment yet.
+        """
+        starts = self.segment_starts(horizon, stride)
+        if not len(starts):
+            raise ValueError(f"the store holds no segment of {horizon} steps within one episode yet")
+        chosen = rng.choice(starts, size=n)
+        rows = self._oldest_first()[chosen[:, None] + stride * np.arange(horizon)]  # (n, horizon)
+        return SegmentBatch(self.arrays["obs"][rows[:, 0]], self.arrays["actions"][rows], self.arrays["next_obs"][rows])
+
     def state(self) -> dict[str, np.ndarray]:
         """Arrays that restore the store through :meth:`load_state` (only the filled rows)."""
-        order = (self.position - self.size + np.arange(self.size)) % self.capacity
-        return {name: self.arrays[name][order] for name in FIELDS}
+        return {name: self.arrays[name][self._oldest_first()] for name in FIELDS}
 
     def load_state(self, state: dict[str, np.ndarray]) -> None:
         self.position = self.size = 0
