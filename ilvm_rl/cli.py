@@ -1,4 +1,4 @@
-"""The ``ilvm-rl`` command line: ``train``, ``bench``, ``plot`` and ``recipes``."""
+"""The ``ilvm-rl`` command line: ``train``, ``bench``, ``plot``, ``world-model`` and ``recipes``."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import logging
 import os
 import shlex
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -21,8 +22,10 @@ from ilvm_rl.bench.suite import suite_names
 from ilvm_rl.checkpoint import CheckpointError
 from ilvm_rl.config import ConfigError
 from ilvm_rl.exploration.spaces import UnsupportedSpaceError
-from ilvm_rl.recipes import load_recipe, recipe_names
+from ilvm_rl.recipes import check_env_id, load_recipe, recipe_names
 from ilvm_rl.run import RunSpec, make_run_dir, resume, train
+from ilvm_rl.world_model import markdown_table as world_model_table
+from ilvm_rl.world_model import run_benchmark as run_world_model_benchmark
 
 USER_ERRORS = (ConfigError, CheckpointError, UnsupportedSpaceError)
 
@@ -104,6 +107,17 @@ def build_parser() -> argparse.ArgumentParser:
     plot_parser.add_argument("run_dirs", nargs="+", type=Path, metavar="RUN_DIR")
     plot_parser.add_argument("--out", type=Path, default=Path("curves.png"), help="PNG file to write")
 
+    world_parser = commands.add_parser(
+        "world-model", help="fit the ILVM trajectory model and two reference models; score their sampled futures"
+    )
+    world_parser.add_argument("--env", required=True, help="Gymnasium id (vector observations)")
+    world_parser.add_argument("--horizon", type=int, default=3, help="steps H of each future")
+    world_parser.add_argument("--samples", type=int, default=10, help="K futures drawn per context")
+    world_parser.add_argument("--steps", type=int, default=20_000, help="random-policy transitions for fitting")
+    world_parser.add_argument("--fit-steps", type=int, default=3_000, help="gradient steps per model")
+    world_parser.add_argument("--seed", type=int, default=0)
+    world_parser.add_argument("--runs-dir", type=Path, default=Path("runs"))
+
     commands.add_parser("recipes", help="list the shipped agent recipes")
     return parser
 
@@ -129,6 +143,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"run folder: {run_dir}\nTensorBoard: tensorboard --logdir {run_dir}")
         elif args.command == "bench":
             return bench(args, command)
+        elif args.command == "world-model":
+            world_model(args, command)
         elif args.command == "plot":
             print(f"wrote {plot_run_dirs(args.out, args.run_dirs)}")
     except USER_ERRORS as error:
@@ -162,6 +178,25 @@ def bench(args: argparse.Namespace, command: str) -> int:
     print((result.bench_dir / "results.md").read_text())
     print(f"results: {result.bench_dir}")
     return 1 if result.failed else 0
+
+
+def world_model(args: argparse.Namespace, command: str) -> None:
+    """``ilvm-rl world-model``: print the table and keep it in ``runs/world_model/<env>__<seed>__<time>/``."""
+    check_env_id(args.env)
+    try:
+        rows = run_world_model_benchmark(
+            args.env, args.horizon, args.samples, args.steps, args.fit_steps, seed=args.seed
+        )
+    except ValueError as error:
+        raise ConfigError(f"world-model: {error}") from error
+    table = world_model_table(rows, args.samples)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    folder = args.runs_dir / "world_model" / f"{args.env.replace('/', '-').replace(':', '-')}__{args.seed}__{stamp}"
+    folder.mkdir(parents=True, exist_ok=True)
+    settings = {key: getattr(args, key) for key in ("env", "horizon", "samples", "steps", "fit_steps", "seed")}
+    (folder / "results.json").write_text(json.dumps({"settings": settings, "rows": rows}, indent=2))
+    (folder / "results.md").write_text(f"# World model: {args.env}\n\n{table}\n\nCommand: `{command}`\n")
+    print(f"{table}\nresults: {folder}")
 
 
 def replace_section(path: Path, marker: str, text: str) -> None:

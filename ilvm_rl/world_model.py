@@ -135,6 +135,7 @@ def run_benchmark(
     """
     if horizon < 1 or samples < 2 or fit_steps < 1 or steps < n_envs * (horizon + 1):
         raise ValueError("need horizon >= 1, samples >= 2, fit_steps >= 1 and steps >= n_envs * (horizon + 1)")
+    torch.set_num_threads(1)  # small networks: threads cost more than they give
     torch.manual_seed(seed)
     train_store, observation_space, action_space = collect(env_id, steps, n_envs, seed)
     test_store, _, _ = collect(env_id, steps, n_envs, seed + 1_000)
