@@ -45,7 +45,8 @@ class ForkEnv(gym.Env[np.ndarray, np.int64]):
 
     Args:
         length: the last position of the road (the number of steps forward to the goal).
-        render_mode: None or ``"ansi"`` (the road as two lines of text, the agent drawn ``A``).
+        render_mode: ``"ansi"`` renders the road as two lines of text, the agent drawn ``A``;
+            other modes render nothing (SB3 asks for ``"rgb_array"``).
     """
 
     metadata: dict[str, Any] = {"render_modes": ["ansi"], "render_fps": 4}  # noqa: RUF012  (Gymnasium's API)
@@ -53,8 +54,6 @@ class ForkEnv(gym.Env[np.ndarray, np.int64]):
     def __init__(self, length: int = 8, render_mode: str | None = None) -> None:
         if length < 1:
             raise ValueError(f"length must be >= 1 (the goal must lie ahead of the start), got {length}")
-        if render_mode not in (None, *self.metadata["render_modes"]):
-            raise ValueError(f"render_mode must be None or one of {self.metadata['render_modes']}, got {render_mode!r}")
         self.length = length
         self.render_mode = render_mode
         self.observation_space = spaces.Box(-1.0, 1.0, shape=(2,), dtype=np.float32)

@@ -10,7 +10,8 @@ A run folder ``runs/<env>__<agent>__<seed>__<time>/`` holds::
     model.zip          the SB3 model
     exploration/       the exploration module checkpoint (safetensors + JSON)
     eval.json          final evaluation: deterministic policy, separate env, extrinsic return
-    results.json       summary: steps to threshold, solved, final return, steps per second
+    results.json       summary: steps to threshold, solved, final return, share of steps on a noisy
+                       TV (tasks that report one), steps per second
 """
 
 from __future__ import annotations
@@ -74,7 +75,11 @@ class RunSpec:
 
 class EpisodeRecorder(BaseCallback):
     """Appends each finished training episode to ``episodes.csv`` with the global step at which it
-    ended, so steps-to-threshold is exact across parallel environments."""
+    ended, so steps-to-threshold is exact across parallel environments.
+
+    Environments that put ``on_tv`` in their step infos (the noisy-TV tasks) also get the number of
+    steps of the episode on which the TV played (``on_tv_steps``; empty for other environments).
+    """
 
     def __init__(self, path: Path):
         super().__init__()
@@ -87,13 +92,20 @@ class EpisodeRecorder(BaseCallback):
         self.file = self.path.open("a", newline="")
         self.writer = csv.writer(self.file)
         if new:
-            self.writer.writerow(["step", "return", "length"])
+            self.writer.writerow(["step", "return", "length", "on_tv_steps"])
+        self.tv_steps = np.zeros(self.training_env.num_envs, dtype=np.int64)
+        self.reports_tv = np.zeros(self.training_env.num_envs, dtype=bool)
 
     def _on_step(self) -> bool:
-        for info in self.locals["infos"]:
+        for index, info in enumerate(self.locals["infos"]):
+            if "on_tv" in info:
+                self.reports_tv[index] = True
+                self.tv_steps[index] += bool(info["on_tv"])
             episode = info.get("episode")
             if episode is not None:
-                self.writer.writerow([self.num_timesteps, float(episode["r"]), int(episode["l"])])
+                on_tv = int(self.tv_steps[index]) if self.reports_tv[index] else ""
+                self.writer.writerow([self.num_timesteps, float(episode["r"]), int(episode["l"]), on_tv])
+                self.tv_steps[index] = 0
         return True
 
     def _on_rollout_end(self) -> None:
@@ -146,6 +158,16 @@ def steps_to_threshold(
         if np.mean(returns[index - window + 1 : index + 1]) >= threshold:
             return episodes[index][0]
     return None
+
+
+def tv_share(run_dir: Path) -> float | None:
+    """Share of the training steps of finished episodes on which a noisy TV played; None when the
+    environment does not report ``on_tv``."""
+    with (run_dir / EPISODES_FILE).open() as file:
+        rows = [row for row in csv.DictReader(file) if row.get("on_tv_steps")]
+    if not rows:
+        return None
+    return sum(int(row["on_tv_steps"]) for row in rows) / sum(int(row["length"]) for row in rows)
 
 
 def read_episodes(run_dir: Path) -> list[tuple[int, float]]:
@@ -361,6 +383,7 @@ def write_results(
         "steps_to_threshold": reached,
         "solved": reached is not None,
         "final_eval_return": evaluation["mean_return"],
+        "tv_share": tv_share(run_dir),
         "steps_per_second": steps_per_second,
         "wall_time_s": wall,
     }

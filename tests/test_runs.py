@@ -178,3 +178,16 @@ def test_an_interrupted_run_resumes_from_its_checkpoint(tmp_path: Path) -> None:
     assert len(steps) > 5 and steps == sorted(steps) and steps[-1] <= 512 and max(steps) > 256
     assert json.loads((run_dir / "exploration" / "settings.json").read_text())["n_envs"] == 2
     assert main(["train", "--resume", str(run_dir)]) == 2  # finished runs are not resumed
+
+
+def test_the_share_of_steps_on_a_noisy_tv_is_recorded(tmp_path: Path) -> None:
+    import ilvm_rl.envs  # noqa: F401  (registers the ilvm/ ids)
+
+    results = {}
+    for env_id in ("ilvm/NoisyTVAction-v0", "CartPole-v1"):
+        run_dir = tmp_path / env_id.replace("/", "-")
+        run_dir.mkdir()
+        results[env_id] = train(RunSpec("ppo", env_id, seed=0, steps=512, overrides=FAST), run_dir)
+    # an untrained policy picks the TV action about one step in five
+    assert 0.1 < results["ilvm/NoisyTVAction-v0"]["tv_share"] < 0.3
+    assert results["CartPole-v1"]["tv_share"] is None

@@ -23,7 +23,7 @@ from ilvm_rl.bench.suite import Suite
 
 CSV_COLUMNS = [
     "agent", "env_id", "seed", "steps", "threshold", "steps_to_threshold", "solved",
-    "final_eval_return", "steps_per_second", "wall_time_s",
+    "final_eval_return", "tv_share", "steps_per_second", "wall_time_s",
 ]  # fmt: skip
 # columns that measure the machine rather than the agent: they differ between two runs of a grid
 TIMING_COLUMNS = ("steps_per_second", "wall_time_s")
@@ -87,12 +87,19 @@ def aggregate(
                 "steps_quartiles": steps_quartiles(runs),
                 "iqm": iqm_with_ci(finals),
                 "steps_per_second": float(np.mean([row["steps_per_second"] for row in runs])),
+                "tv_share": mean_tv_share(runs),
                 "budget": task.steps,
             }
             if agent != baseline and len(baseline_returns):
                 entry["improvement"] = improvement_with_ci(finals, baseline_returns)
             table.append(entry)
     return table
+
+
+def mean_tv_share(runs: Sequence[dict[str, Any]]) -> float | None:
+    """Mean over seeds of the share of training steps spent on a noisy TV (None: the task has none)."""
+    shares = [row["tv_share"] for row in runs if row.get("tv_share") is not None]
+    return float(np.mean(shares)) if shares else None
 
 
 def _steps(value: float, budget: int) -> str:
@@ -103,14 +110,16 @@ def markdown_tables(table: Sequence[dict[str, Any]], baseline: str) -> str:
     """One Markdown table per task."""
     parts = []
     for env_id in dict.fromkeys(entry["env_id"] for entry in table):
+        entries = [e for e in table if e["env_id"] == env_id]
+        has_tv = any(e["tv_share"] is not None for e in entries)  # a column only for noisy-TV tasks
         lines = [
             f"**{env_id}**",
             "",
             f"| agent | seeds solved | median steps to threshold | IQR of steps | IQM final eval return [95% CI] "
-            f"| P(better than {baseline}) [95% CI] | steps/s |",
-            "| --- | --- | --- | --- | --- | --- | --- |",
+            f"| P(better than {baseline}) [95% CI] |{' share of steps on the TV |' if has_tv else ''} steps/s |",
+            "| --- " * (8 if has_tv else 7) + "|",
         ]
-        for entry in (e for e in table if e["env_id"] == env_id):
+        for entry in entries:
             q1, median, q3 = entry["steps_quartiles"]
             budget = entry["budget"]
             iqm, low, high = entry["iqm"]
@@ -118,10 +127,12 @@ def markdown_tables(table: Sequence[dict[str, Any]], baseline: str) -> str:
             if "improvement" in entry:
                 p, p_low, p_high = entry["improvement"]
                 improvement = f"{p:.2f} [{p_low:.2f}, {p_high:.2f}]"
+            share = entry["tv_share"]
+            tv = (f" {share:.2f} |" if share is not None else " — |") if has_tv else ""
             lines.append(
                 f"| {entry['agent']} | {entry['solved']}/{entry['seeds']} | {_steps(median, budget)} "
                 f"| {_steps(q1, budget)} – {_steps(q3, budget)} | {iqm:.1f} [{low:.1f}, {high:.1f}] "
-                f"| {improvement} | {entry['steps_per_second']:,.0f} |"
+                f"| {improvement} |{tv} {entry['steps_per_second']:,.0f} |"
             )
         parts.append("\n".join(lines))
     return "\n\n".join(parts)
