@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import textwrap
 from dataclasses import dataclass
+from typing import Any
 
+import gymnasium as gym
 import numpy as np
+from gymnasium import spaces
 
 Cell = tuple[int, int]
 """(row, column) of a grid cell, row 0 at the top."""
@@ -95,3 +98,39 @@ class Layout:
         row, col = cell
         lines[row] = lines[row][:col] + "A" + lines[row][col + 1 :]
         return "\n".join(lines)
+
+
+class GridEnv(gym.Env[np.ndarray, np.int64]):
+    """What the grid tasks share: a layout, the agent's cell, the start on reset, checked actions and
+    an ``ansi`` render. Subclasses build their spaces and define ``reset`` and ``step`` on top.
+
+    Args:
+        layout: the grid.
+        render_mode: ``"ansi"`` renders the grid as text, the agent drawn ``A``; other modes render
+            nothing (SB3 asks for ``"rgb_array"``).
+    """
+
+    metadata: dict[str, Any] = {"render_modes": ["ansi"], "render_fps": 4}  # noqa: RUF012  (Gymnasium's API)
+    action_space: spaces.Discrete
+
+    def __init__(self, layout: Layout, render_mode: str | None = None) -> None:
+        self.layout = layout
+        self.render_mode = render_mode
+        self._cell = layout.start
+
+    @property
+    def cell(self) -> Cell:
+        """The agent's (row, column) in the layout's art."""
+        return self._cell
+
+    def _restart(self, seed: int | None) -> None:
+        super().reset(seed=seed)
+        self._cell = self.layout.start
+
+    def _checked(self, action: np.int64 | int) -> int:
+        if not self.action_space.contains(action):
+            raise ValueError(f"action must be an int in [0, {self.action_space.n}), got {action!r}")
+        return int(action)
+
+    def render(self) -> str | None:
+        return self.layout.render(self._cell) if self.render_mode == "ansi" else None

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from .layout import MOVES, Layout
+from .layout import MOVES, GridEnv, Layout
 
 # a perfect maze (one route between any two cells) of 10 x 10 rooms, drawn once by a seeded
 # depth-first search and fixed here so that the task never changes
@@ -38,7 +37,7 @@ MAZE_ART = """
 """The maze: 199 floor cells, start ``S`` top left, goal ``G`` bottom right, 108 moves apart."""
 
 
-class MazeEnv(gym.Env[np.ndarray, np.int64]):
+class MazeEnv(GridEnv):
     """Find the way through a fixed 19 x 19 maze from its top-left to its bottom-right corner.
 
     The shortest route is 108 moves and winds through most of the maze; many corridors are dead ends,
@@ -60,11 +59,8 @@ class MazeEnv(gym.Env[np.ndarray, np.int64]):
             other modes render nothing (SB3 asks for ``"rgb_array"``).
     """
 
-    metadata: dict[str, Any] = {"render_modes": ["ansi"], "render_fps": 4}  # noqa: RUF012  (Gymnasium's API)
-
     def __init__(self, render_mode: str | None = None) -> None:
-        self.render_mode = render_mode
-        self.layout = Layout.from_art(MAZE_ART)
+        super().__init__(Layout.from_art(MAZE_ART), render_mode)
         rows, cols = self.layout.walls.shape
         # every cell's observation computed once: a step only looks one up
         self._observations = np.zeros((rows, cols, 6), dtype=np.float32)
@@ -75,26 +71,14 @@ class MazeEnv(gym.Env[np.ndarray, np.int64]):
                     self._observations[row, col, 2 + direction] = self.layout.walls[row + d_row, col + d_col]
         self.observation_space = spaces.Box(-1.0, 1.0, shape=(6,), dtype=np.float32)
         self.action_space = spaces.Discrete(4)
-        self._cell = self.layout.start
-
-    @property
-    def cell(self) -> tuple[int, int]:
-        """The agent's (row, column) in :data:`MAZE_ART`."""
-        return self._cell
 
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[np.ndarray, dict[str, Any]]:
-        super().reset(seed=seed)
-        self._cell = self.layout.start
+        self._restart(seed)
         return self._observations[self._cell].copy(), {}
 
     def step(self, action: np.int64 | int) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
-        if not self.action_space.contains(action):
-            raise ValueError(f"action must be an int in [0, 4), got {action!r}")
-        self._cell = self.layout.move(self._cell, int(action))
+        self._cell = self.layout.move(self._cell, self._checked(action))
         terminated = self._cell == self.layout.goal
         return self._observations[self._cell].copy(), float(terminated), terminated, False, {}
-
-    def render(self) -> str | None:
-        return self.layout.render(self._cell) if self.render_mode == "ansi" else None

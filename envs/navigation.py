@@ -5,11 +5,10 @@ from __future__ import annotations
 
 from typing import Any, Literal, get_args
 
-import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from .layout import Layout
+from .layout import GridEnv, Layout
 
 TVKind = Literal["none", "action", "place"]
 
@@ -31,7 +30,7 @@ TV_ACTION = 4
 """The action that switches the action TV on (a no-op without it); 0-3 move up, right, down, left."""
 
 
-class NoisyTVEnv(gym.Env[np.ndarray, np.int64]):
+class NoisyTVEnv(GridEnv):
     """Walk across a 7 x 31 hall to a goal 30 moves from the start, past a noisy TV or none.
 
     The agent starts at the left end of the middle row; the goal is at the right end of the same row.
@@ -67,37 +66,25 @@ class NoisyTVEnv(gym.Env[np.ndarray, np.int64]):
             other modes render nothing (SB3 asks for ``"rgb_array"``).
     """
 
-    metadata: dict[str, Any] = {"render_modes": ["ansi"], "render_fps": 4}  # noqa: RUF012  (Gymnasium's API)
-
     def __init__(self, tv: TVKind = "none", tv_dims: int = 4, render_mode: str | None = None) -> None:
         if tv not in get_args(TVKind):
             raise ValueError(f"tv must be one of {get_args(TVKind)}, got {tv!r}")
         if tv_dims < 1:
             raise ValueError(f"tv_dims must be >= 1 (the TV needs a dim to show noise in), got {tv_dims}")
+        super().__init__(Layout.from_art(NAVIGATION_ART), render_mode)
         self.tv = tv
         self.tv_dims = tv_dims
-        self.render_mode = render_mode
-        self.layout = Layout.from_art(NAVIGATION_ART)
         self.observation_space = spaces.Box(-1.0, 1.0, shape=(2 + tv_dims,), dtype=np.float32)
         self.action_space = spaces.Discrete(5)
-        self._cell = self.layout.start
-
-    @property
-    def cell(self) -> tuple[int, int]:
-        """The agent's (row, column) in :data:`NAVIGATION_ART`."""
-        return self._cell
 
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[np.ndarray, dict[str, Any]]:
-        super().reset(seed=seed)
-        self._cell = self.layout.start
+        self._restart(seed)
         return self._observation(on_tv=False), {"on_tv": False}
 
     def step(self, action: np.int64 | int) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
-        if not self.action_space.contains(action):
-            raise ValueError(f"action must be an int in [0, 5), got {action!r}")
-        action = int(action)
+        action = self._checked(action)
         if action != TV_ACTION:
             self._cell = self.layout.move(self._cell, action)
         on_tv = (self.tv == "action" and action == TV_ACTION) or (
@@ -105,9 +92,6 @@ class NoisyTVEnv(gym.Env[np.ndarray, np.int64]):
         )
         terminated = self._cell == self.layout.goal
         return self._observation(on_tv), float(terminated), terminated, False, {"on_tv": on_tv}
-
-    def render(self) -> str | None:
-        return self.layout.render(self._cell) if self.render_mode == "ansi" else None
 
     def _observation(self, on_tv: bool) -> np.ndarray:
         observation = np.zeros(2 + self.tv_dims, dtype=np.float32)

@@ -10,6 +10,8 @@ from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any, Literal, TypeVar, Union
 
+import yaml
+
 T = TypeVar("T")
 
 
@@ -110,6 +112,25 @@ def from_dict(cls: type[T], data: dict[str, Any], where: str) -> T:
         return cls(**kwargs)
     except ValueError as error:
         raise ConfigError(f"{where}: {error}") from error
+
+
+def read_yaml_mapping(path: Path, layout: str) -> dict[str, Any]:
+    """The mapping a YAML file holds (an empty file is an empty mapping).
+
+    Args:
+        path: the file.
+        layout: what the mapping should hold, for the error message.
+
+    Raises:
+        ConfigError: the file is not valid YAML or not a mapping.
+    """
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path}: not valid YAML ({error})") from error
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected {layout}")
+    return data
 
 
 def shipped_names(folder: Traversable) -> list[str]:

@@ -22,11 +22,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 import gymnasium as gym
-import yaml
 from stable_baselines3 import A2C, PPO
 from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
 
-from ilvm_rl.config import ConfigError, from_dict, shipped_names, shipped_or_path
+from ilvm_rl.config import ConfigError, from_dict, read_yaml_mapping, shipped_names, shipped_or_path
 from ilvm_rl.exploration.explorer import ExplorationConfig
 
 ALGORITHMS: dict[str, type[OnPolicyAlgorithm]] = {"ppo": PPO, "a2c": A2C}
@@ -116,12 +115,7 @@ def _sections(path: Path, env_id: str, seen: tuple[Path, ...] = ()) -> list[tupl
     """The ``(label, section)`` pairs that apply to ``env_id``, parent recipes first."""
     if path.resolve() in seen:
         raise ConfigError(f"{path}: 'extends' forms a cycle through {', '.join(map(str, seen))}")
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as error:
-        raise ConfigError(f"{path}: not valid YAML ({error})") from error
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: a recipe is a mapping of 'extends', 'default' and environment ids")
+    data = read_yaml_mapping(path, "a recipe: a mapping of 'extends', 'default' and environment ids")
     sections: list[tuple[str, dict[str, Any]]] = []
     parent = data.get("extends")
     if parent is not None:

@@ -16,9 +16,8 @@ from importlib import resources
 from pathlib import Path
 
 import gymnasium as gym
-import yaml
 
-from ilvm_rl.config import ConfigError, from_dict, shipped_names, shipped_or_path
+from ilvm_rl.config import ConfigError, from_dict, read_yaml_mapping, shipped_names, shipped_or_path
 from ilvm_rl.recipes import check_env_id
 
 
@@ -80,12 +79,7 @@ def load_suite(suite: str) -> Suite:
         ConfigError: naming the file and the key or task at fault.
     """
     path = suite_path(suite)
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as error:
-        raise ConfigError(f"{path}: not valid YAML ({error})") from error
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: a suite is a mapping with 'tasks' (and optionally 'description')")
+    data = read_yaml_mapping(path, "a suite: a mapping with 'tasks' (and optionally 'description')")
     loaded = from_dict(Suite, data, str(path))
     return Suite(tuple(checked_task(task, str(path)) for task in loaded.tasks), loaded.description)
 
