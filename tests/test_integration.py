@@ -131,6 +131,7 @@ def test_terminal_observation_is_scored_and_timeouts_still_bootstrap() -> None:
         ("ilvm", "excess_error"),
         ("ilvm", "novelty"),
         ("ilvm", "latent_surprise"),
+        ("ilvm", "disagreement"),
         ("rnd", "novelty"),
         ("icm", "novelty"),
     ],

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Sequence
+from typing import Literal
 
 import numpy as np
 import torch
@@ -13,11 +14,14 @@ from torch import nn
 from ilvm_rl.exploration.normalisation import RunningMeanStd
 from ilvm_rl.exploration.spaces import ActionEncoder, check_observation_space, fixed_scale, has_fixed_scale
 from ilvm_rl.exploration.store import TransitionBatch
+from ilvm_rl.model.ensemble import ILVMEnsemble
 from ilvm_rl.model.ilvm import ILVM, ModelConfig, Score
 from ilvm_rl.model.optim import GuardedAdam, guarded_step
 
 ADVERSARIAL_BETAS = (0.5, 0.9)
 LossTerms = Sequence[tuple[torch.Tensor, GuardedAdam]]
+BonusScore = Literal[Score, "disagreement"]
+"""The model scores of :meth:`ILVM.score`, and ``disagreement`` of an :class:`ILVMEnsemble`."""
 
 
 class ObservationNormaliser:
@@ -128,36 +132,44 @@ class BonusModel(nn.Module, abc.ABC):
 
 class ILVMBonus(BonusModel):
     """Intrinsic reward from an ILVM: a transition model ``p(s' − s | s, a)`` for the scores
-    ``excess_error``, ``latent_surprise`` and ``density_ratio``; a state model ``p(s')`` for ``novelty``.
+    ``excess_error``, ``latent_surprise`` and ``density_ratio``; a state model ``p(s')`` for ``novelty``;
+    an ensemble of transition models for ``disagreement``.
 
     Args:
         observation_space: a 1-D Box.
         action_space: Discrete, MultiDiscrete or 1-D Box.
         score: which score becomes the bonus.
-        model_config: architecture and objectives of the ILVM.
+        model_config: architecture and objectives of the ILVM (of every member of an ensemble).
         learning_rate: Adam step size for the model (and critic).
+        ensemble_size: members of the ensemble, for ``disagreement`` only.
     """
 
     def __init__(
         self,
         observation_space: spaces.Space,
         action_space: spaces.Space,
-        score: Score = "excess_error",
+        score: BonusScore = "excess_error",
         model_config: ModelConfig | None = None,
         learning_rate: float = 1e-3,
+        ensemble_size: int = 5,
     ):
         super().__init__(observation_space, action_space)
         model_config = model_config or ModelConfig()
-        model_config.check_score(score)
-        self.score_kind: Score = score
+        if score != "disagreement":
+            model_config.check_score(score)
+        self.score_kind: BonusScore = score
         self.state_model = score == "novelty"
         self.obs_norm = ObservationNormaliser(self.observation_space)
         self.delta_stats = RunningMeanStd((self.obs_dim,))
         context_dim = 0 if self.state_model else self.obs_dim + self.action_encoder.dim
-        self.model = ILVM(context_dim, self.obs_dim, model_config)
+        self.model: ILVM | ILVMEnsemble = (
+            ILVMEnsemble(context_dim, self.obs_dim, model_config, ensemble_size)
+            if score == "disagreement"
+            else ILVM(context_dim, self.obs_dim, model_config)
+        )
         self.model_optim = GuardedAdam(self.model.model_parameters(), learning_rate)
         self.critic_optim = None
-        if self.model.critic is not None:
+        if self.model.critic_parameters():
             # both players of the adversarial game use the short-memory Adam that GANs train stably with
             self.model_optim = GuardedAdam(self.model.model_parameters(), learning_rate, betas=ADVERSARIAL_BETAS)
             self.critic_optim = GuardedAdam(self.model.critic_parameters(), learning_rate, betas=ADVERSARIAL_BETAS)
@@ -176,7 +188,11 @@ class ILVMBonus(BonusModel):
         return self.tensor(context), self.tensor(delta)
 
     def _score(self, batch: TransitionBatch) -> torch.Tensor:
-        return self.model.score(self.score_kind, *self.model_inputs(batch))
+        context, target = self.model_inputs(batch)
+        if isinstance(self.model, ILVMEnsemble):
+            assert context is not None  # an ensemble is always a transition model
+            return self.model.disagreement(context, self.model.config.n_samples)
+        return self.model.score(self.score_kind, context, target)  # type: ignore[arg-type]
 
     def _loss_terms(self, batch: TransitionBatch) -> tuple[LossTerms, dict[str, torch.Tensor]]:
         loss = self.model.loss(*self.model_inputs(batch))

@@ -14,13 +14,13 @@ import numpy as np
 import torch
 from gymnasium import spaces
 
-from ilvm_rl.exploration.bonus import BonusModel, ILVMBonus
+from ilvm_rl.exploration.bonus import BonusModel, BonusScore, ILVMBonus
 from ilvm_rl.exploration.icm import ICMBonus
 from ilvm_rl.exploration.normalisation import ReturnScaler, RunningMeanStd
 from ilvm_rl.exploration.rnd import RNDBonus
 from ilvm_rl.exploration.spaces import ActionEncoder, check_observation_space
 from ilvm_rl.exploration.store import TransitionBatch, TransitionStore
-from ilvm_rl.model.ilvm import ModelConfig, Score
+from ilvm_rl.model.ilvm import ModelConfig
 
 Method = Literal["ilvm", "rnd", "icm"]
 
@@ -33,7 +33,8 @@ class ExplorationConfig:
         method: ``ilvm`` (bonus from an implicit latent variable model), or a baseline: ``rnd``
             (random network distillation) or ``icm`` (intrinsic curiosity module).
         score: for ``ilvm``, which model score becomes the bonus: ``excess_error``,
-            ``latent_surprise``, ``novelty`` (state model) or ``density_ratio``.
+            ``latent_surprise``, ``novelty`` (state model), ``density_ratio`` or ``disagreement``
+            (energy distance between the samples of an ensemble of transition models).
         coef: coefficient β on the scaled bonus.
         coef_final: if set, β decays linearly from ``coef`` to this value over the run.
         gamma: discount of the intrinsic return whose running std scales the bonus.
@@ -52,11 +53,12 @@ class ExplorationConfig:
         rnd_output_dim: width of RND's random features.
         icm_feature_dim: width of ICM's learned features.
         icm_forward_weight: β of ICM's loss ``(1 − β)·L_inverse + β·L_forward``.
+        ensemble_size: transition models in the ensemble of the ``disagreement`` score.
         model: the ILVM's settings (for ``rnd`` and ``icm``, only ``hidden_sizes`` is read).
     """
 
     method: Method = "ilvm"
-    score: Score = "novelty"
+    score: BonusScore = "novelty"
     coef: float = 1.0
     coef_final: float | None = None
     gamma: float = 0.99
@@ -70,6 +72,7 @@ class ExplorationConfig:
     rnd_output_dim: int = 64
     icm_feature_dim: int = 32
     icm_forward_weight: float = 0.2
+    ensemble_size: int = 5
     model: ModelConfig = field(default_factory=ModelConfig)
 
     def __post_init__(self) -> None:
@@ -90,7 +93,9 @@ class ExplorationConfig:
             raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
         if self.scale_memory is not None and self.scale_memory < 1:
             raise ValueError(f"scale_memory must be >= 1 or null, got {self.scale_memory}")
-        if self.method == "ilvm":
+        if self.ensemble_size < 2:
+            raise ValueError(f"ensemble_size must be >= 2 (members disagree in pairs), got {self.ensemble_size}")
+        if self.method == "ilvm" and self.score != "disagreement":
             self.model.check_score(self.score)
 
 
@@ -109,7 +114,9 @@ def build_bonus_model(
             config.icm_forward_weight,
             config.learning_rate,
         )
-    return ILVMBonus(observation_space, action_space, config.score, config.model, config.learning_rate)
+    return ILVMBonus(
+        observation_space, action_space, config.score, config.model, config.learning_rate, config.ensemble_size
+    )
 
 
 def _summary(prefix: str, values: np.ndarray) -> dict[str, float]:

@@ -1,0 +1,62 @@
+"""The ensemble's disagreement: epistemic, so learned randomness stops paying while the unseen pays."""
+
+import numpy as np
+import pytest
+import torch
+from gymnasium import spaces
+from test_model import bimodal_batch
+
+from ilvm_rl.checkpoint import load_explorer, save_explorer
+from ilvm_rl.exploration.explorer import ExplorationConfig, Explorer
+from ilvm_rl.model import ModelConfig
+from ilvm_rl.model.ensemble import ILVMEnsemble
+from ilvm_rl.model.ilvm import energy_distance
+from ilvm_rl.model.optim import GuardedAdam, guarded_step
+
+
+def test_energy_distance_hand_computed_and_zero_for_equal_sets() -> None:
+    first = torch.tensor([[[0.0]], [[2.0]]])  # K=2, B=1, D=1
+    second = torch.tensor([[[1.0]], [[3.0]]])
+    # cross distances |0-1|, |0-3|, |2-1|, |2-3| average 1.5; within each set 2
+    assert torch.allclose(energy_distance(first, second), torch.tensor([2 * 1.5 - 2.0 - 2.0]), atol=1e-5)
+    assert torch.allclose(energy_distance(first, first.clone()), torch.tensor([2 * 1.0 - 2.0 - 2.0]), atol=1e-5)
+
+
+def test_disagreement_fades_on_learned_randomness_and_stays_on_the_unseen(rng: np.random.Generator) -> None:
+    torch.manual_seed(0)
+    config = ModelConfig(objectives=("energy",), latent_dim=2, hidden_sizes=(32, 32), n_samples=16)
+    ensemble = ILVMEnsemble(1, 1, config, size=3)
+    optim = GuardedAdam(ensemble.model_parameters(), 3e-3)
+    context = torch.linspace(-1, 1, 200).unsqueeze(1)
+    before = ensemble.disagreement(context, 64)
+    for _ in range(800):
+        assert guarded_step([(ensemble.loss(*bimodal_batch(rng, 256)).model, optim)])
+    seen = ensemble.disagreement(context, 64)
+    unseen = ensemble.disagreement(torch.full((200, 1), 6.0), 64)
+    # every outcome is random (x = c ± 1), yet once learned the members agree on its distribution
+    assert float(seen.mean()) < 0.2 * float(before.mean())
+    assert abs(float(seen.mean())) < 0.05
+    assert float(unseen.mean()) > 10 * abs(float(seen.mean())) + 0.1
+    assert ensemble.loss(*bimodal_batch(rng, 8)).critic is None
+
+
+def test_an_ensemble_of_one_is_refused_naming_the_key() -> None:
+    with pytest.raises(ValueError, match="ensemble_size"):
+        ExplorationConfig(score="disagreement", ensemble_size=1)
+
+
+def test_disagreement_module_round_trips_through_its_checkpoint(tmp_path, rng: np.random.Generator) -> None:
+    obs_space = spaces.Box(-1.0, 1.0, (3,), dtype=np.float32)
+    config = ExplorationConfig(
+        score="disagreement", ensemble_size=2, batch_size=16, model=ModelConfig(objectives=("energy",))
+    )
+    explorer = Explorer(config, obs_space, spaces.Discrete(2), n_envs=2, seed=0)
+    for _ in range(8):
+        obs = rng.uniform(-1, 1, size=(2, 3)).astype(np.float32)
+        explorer.observe(obs, rng.integers(2, size=2), obs * 0.5, np.zeros(2, bool), np.zeros(2, bool))
+    explorer.rollout_bonus(progress=0.0)
+    assert "loss/energy" in explorer.update(recent=16)
+    save_explorer(explorer, tmp_path / "module")
+    restored = load_explorer(tmp_path / "module", obs_space, spaces.Discrete(2))
+    for before, after in zip(explorer.bonus_model.parameters(), restored.bonus_model.parameters(), strict=True):
+        assert torch.equal(before, after)
