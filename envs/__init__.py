@@ -40,3 +40,10 @@ gymnasium.register(
     max_episode_steps=500,
     reward_threshold=0.9,
 )
+# a grid room seen only as pixels: the image task of the representation module
+gymnasium.register(
+    id="ilvm/PixelRoom-v0",
+    entry_point="ilvm_rl.envs.pixels:PixelRoomEnv",
+    max_episode_steps=50,
+    reward_threshold=10.0,
+)

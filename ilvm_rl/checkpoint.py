@@ -37,6 +37,8 @@ def describe_space(space: spaces.Space) -> dict[str, Any]:
             "low": space.low.tolist(),
             "high": space.high.tolist(),
         }
+    if isinstance(space, spaces.Dict):
+        return {"type": "Dict", "spaces": {key: describe_space(part) for key, part in space.spaces.items()}}
     if isinstance(space, spaces.Discrete):
         return {"type": "Discrete", "n": int(space.n), "start": int(space.start)}
     if isinstance(space, spaces.MultiDiscrete):

@@ -1,8 +1,9 @@
-"""The ``ilvm-rl`` command line: ``train``, ``bench``, ``plot``, ``world-model`` and ``recipes``."""
+"""The ``ilvm-rl`` command line: ``train``, ``bench``, ``pretrain``, ``plot``, ``world-model`` and ``recipes``."""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
@@ -10,6 +11,7 @@ import shlex
 import sys
 import time
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +24,9 @@ from ilvm_rl.bench.suite import suite_names
 from ilvm_rl.checkpoint import CheckpointError
 from ilvm_rl.config import ConfigError
 from ilvm_rl.exploration.spaces import UnsupportedSpaceError
-from ilvm_rl.recipes import check_env_id, load_recipe, recipe_names
-from ilvm_rl.run import RunSpec, make_run_dir, resume, train
+from ilvm_rl.recipes import ALGORITHMS, check_env_id, load_recipe, recipe_names
+from ilvm_rl.representation.pretrain import pretrain
+from ilvm_rl.run import RunSpec, make_run_dir, observation_wrapper, resume, train
 from ilvm_rl.world_model import markdown_table as world_model_table
 from ilvm_rl.world_model import run_benchmark as run_world_model_benchmark
 
@@ -103,6 +106,36 @@ def build_parser() -> argparse.ArgumentParser:
         help="override a setting of every agent's recipe (repeatable)",
     )
 
+    pretrain_parser = commands.add_parser(
+        "pretrain", help="fit the representation module's state model on replay of a random (or given) policy"
+    )
+    pretrain_parser.add_argument("--env", required=True, help="Gymnasium environment id")
+    pretrain_parser.add_argument(
+        "--agent",
+        default="ppo_ilvm_repr",
+        help="recipe whose representation settings (model, batches) and observation wrapper to use",
+    )
+    pretrain_parser.add_argument("--steps", type=int, help="environment steps to collect (default: the recipe's)")
+    pretrain_parser.add_argument("--fit-steps", type=int, help="gradient steps (default: the recipe's)")
+    pretrain_parser.add_argument("--seed", type=int, default=0)
+    pretrain_parser.add_argument(
+        "--policy",
+        type=Path,
+        metavar="MODEL_ZIP",
+        help="act with this SB3 model (of the recipe's algo) instead of at random",
+    )
+    pretrain_parser.add_argument(
+        "--out", type=Path, help="checkpoint folder (default: runs/pretrained/<env>__<agent>__<seed>)"
+    )
+    pretrain_parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a recipe setting, e.g. --set representation.model.latent_dim=32 (repeatable)",
+    )
+
     plot_parser = commands.add_parser("plot", help="learning curves of run folders, for ad-hoc comparisons")
     plot_parser.add_argument("run_dirs", nargs="+", type=Path, metavar="RUN_DIR")
     plot_parser.add_argument("--out", type=Path, default=Path("curves.png"), help="PNG file to write")
@@ -145,6 +178,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return bench(args, command)
         elif args.command == "world-model":
             world_model(args, command)
+        elif args.command == "pretrain":
+            pretrain_command(args)
         elif args.command == "plot":
             print(f"wrote {plot_run_dirs(args.out, args.run_dirs)}")
     except USER_ERRORS as error:
@@ -178,6 +213,46 @@ def bench(args: argparse.Namespace, command: str) -> int:
     print((result.bench_dir / "results.md").read_text())
     print(f"results: {result.bench_dir}")
     return 1 if result.failed else 0
+
+
+def sampled_actions(agent: Any, obs: Any) -> Any:
+    """Actions a trained agent samples (not its deterministic choices: replay should vary)."""
+    return agent.predict(obs, deterministic=False)[0]
+
+
+def pretrain_command(args: argparse.Namespace) -> None:
+    """``ilvm-rl pretrain``: write a state-model checkpoint that a recipe's ``representation.checkpoint`` names."""
+    recipe, _ = load_recipe(args.agent, args.env, parse_overrides(args.overrides))
+    config = recipe.representation
+    if config is None:
+        raise ConfigError(f"pretrain: recipe {args.agent} has no representation section to take the model from")
+    if args.fit_steps is not None:
+        try:
+            config = dataclasses.replace(config, fit_steps=args.fit_steps)
+        except ValueError as error:
+            raise ConfigError(f"--fit-steps: {error}") from error
+    policy = None
+    if args.policy is not None:
+        if not args.policy.is_file():
+            raise ConfigError(f"--policy {args.policy}: no such model file")
+        policy = partial(sampled_actions, ALGORITHMS[recipe.algo].load(args.policy, device="cpu"))
+    out = (
+        args.out or Path("runs") / "pretrained" / f"{args.env.replace('/', '-')}__{Path(args.agent).stem}__{args.seed}"
+    )
+    if args.steps is not None and args.steps < 1:
+        raise ConfigError(f"--steps must be >= 1, got {args.steps}")
+    summary = pretrain(
+        args.env,
+        config,
+        out,
+        steps=args.steps,
+        seed=args.seed,
+        n_envs=recipe.n_envs,
+        policy=policy,
+        wrapper_class=observation_wrapper(args.env, recipe),
+    )
+    print(json.dumps(summary, indent=2))
+    print(f"checkpoint: {out}\nuse it with --set representation.checkpoint={out}")
 
 
 def world_model(args: argparse.Namespace, command: str) -> None:

@@ -5,6 +5,7 @@ A recipe is a YAML file in ``agents/`` (or any path) laid out like RL Baselines3
     extends: ppo            # optional: start from another recipe, so shared settings stay shared
     default:                # settings for every environment
       exploration: {method: ilvm, score: excess_error}
+      representation: {mode: frozen}
     MountainCar-v0:         # settings for one environment id, merged over ``default``
       algo_kwargs: {gamma: 0.99}
 
@@ -27,6 +28,7 @@ from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
 
 from ilvm_rl.config import ConfigError, from_dict, read_yaml_mapping, shipped_names, shipped_or_path
 from ilvm_rl.exploration.explorer import ExplorationConfig
+from ilvm_rl.representation.state_model import RepresentationConfig
 
 ALGORITHMS: dict[str, type[OnPolicyAlgorithm]] = {"ppo": PPO, "a2c": A2C}
 # keys of the algorithm's constructor that the runner sets itself
@@ -46,6 +48,8 @@ class Recipe:
             unnormalised policy network to read); ``none`` passes observations through.
         algo_kwargs: keyword arguments of the algorithm's constructor (``n_steps``, ``gamma``...).
         exploration: the exploration module, or null for none.
+        representation: the representation module (the ILVM state model as the policy's features
+            extractor), or null for the policy's own extractor.
         eval_episodes: episodes of the final deterministic evaluation.
         checkpoint_every: save model and module every this many steps (0: only at the end).
     """
@@ -56,6 +60,7 @@ class Recipe:
     normalize_obs: Literal["none", "bounds"] = "none"
     algo_kwargs: dict[str, Any] = field(default_factory=dict)
     exploration: ExplorationConfig | None = None
+    representation: RepresentationConfig | None = None
     eval_episodes: int = 10
     checkpoint_every: int = 0
 

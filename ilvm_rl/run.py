@@ -9,6 +9,8 @@ A run folder ``runs/<env>__<agent>__<seed>__<time>/`` holds::
     episodes.csv       every finished training episode: global step, extrinsic return, length
     model.zip          the SB3 model
     exploration/       the exploration module checkpoint (safetensors + JSON)
+    representation/    the state model this run pretrained for its features extractor (frozen and
+                       finetune modes without a checkpoint of their own; safetensors + JSON)
     eval.json          final evaluation: deterministic policy, separate env, extrinsic return
     results.json       summary: steps to threshold, solved, final return, share of steps on a noisy
                        TV (tasks that report one), steps per second
@@ -42,10 +44,14 @@ from stable_baselines3.common.monitor import Monitor
 from ilvm_rl.config import ConfigError, from_dict
 from ilvm_rl.exploration.spaces import has_fixed_scale
 from ilvm_rl.recipes import ALGORITHMS, Recipe, load_recipe
+from ilvm_rl.representation.extractor import RepresentationCallback, load_pretrained, representation_policy_kwargs
+from ilvm_rl.representation.pretrain import pretrain
+from ilvm_rl.representation.state_model import read_settings
 from ilvm_rl.sb3.callback import ExplorationCallback, with_exploration
 
 EPISODES_FILE, RESULTS_FILE, EVAL_FILE = "episodes.csv", "results.json", "eval.json"
 CONFIG_FILE, MODEL_FILE, EXPLORATION_DIR = "config.yaml", "model.zip", "exploration"
+REPRESENTATION_DIR = "representation"
 # the trailing window over which training returns are compared with the env's reward threshold
 THRESHOLD_WINDOW = 10
 # evaluation environments are seeded away from the training ones
@@ -225,6 +231,8 @@ def train(spec: RunSpec, run_dir: Path, progress_bar: bool = False, command: str
     recipe, resolved = load_recipe(spec.agent, spec.env_id, spec.overrides)
     if spec.steps < 1:
         raise ConfigError(f"steps must be >= 1, got {spec.steps}")
+    if recipe.representation is not None and recipe.representation.checkpoint is not None:
+        read_settings(recipe.representation.checkpoint)  # a missing checkpoint fails before anything runs
     clear_outputs(run_dir)  # a cell of an interrupted grid starts again from nothing
     (run_dir / "command.txt").write_text((command or shlex.join(sys.argv)) + "\n")
     record = {
@@ -243,7 +251,7 @@ def clear_outputs(run_dir: Path) -> None:
     """Remove what an earlier, unfinished attempt left in ``run_dir``."""
     for name in (EPISODES_FILE, RESULTS_FILE, EVAL_FILE, MODEL_FILE):
         (run_dir / name).unlink(missing_ok=True)
-    for name in ("tb", "monitor", EXPLORATION_DIR):
+    for name in ("tb", "monitor", EXPLORATION_DIR, REPRESENTATION_DIR):
         shutil.rmtree(run_dir / name, ignore_errors=True)
 
 
@@ -284,19 +292,31 @@ def _learn(spec: RunSpec, recipe: Recipe, run_dir: Path, progress_bar: bool, res
     )
     algo = ALGORITHMS[recipe.algo]
     exploration = None
-    if resume:
+    representation = recipe.representation
+    if resume:  # the features extractor's weights are part of the policy in model.zip
         model = algo.load(run_dir / MODEL_FILE, env=env, device="cpu")
         if recipe.exploration is not None:
             exploration = with_exploration(model, checkpoint=run_dir / EXPLORATION_DIR, seed=spec.seed)
         drop_episodes_after(run_dir, model.num_timesteps)  # those are played again
     else:
-        model = algo(recipe.policy, env, seed=spec.seed, device="cpu", verbose=0, **recipe.algo_kwargs)
+        algo_kwargs = dict(recipe.algo_kwargs)
+        if representation is not None:
+            algo_kwargs["policy_kwargs"] = representation_policy_kwargs(
+                representation, algo_kwargs.get("policy_kwargs")
+            )
+        model = algo(recipe.policy, env, seed=spec.seed, device="cpu", verbose=0, **algo_kwargs)
+        if representation is not None:
+            checkpoint = pretrained_checkpoint(spec, recipe, run_dir)
+            if checkpoint is not None:  # after the policy is built: ortho_init has re-initialised the extractor
+                load_pretrained(model.policy, checkpoint)
         if recipe.exploration is not None:
             exploration = ExplorationCallback(recipe.exploration, seed=spec.seed)
     model.set_logger(configure(str(run_dir / "tb"), ["tensorboard", "csv"]))
     callbacks: list[BaseCallback] = [EpisodeRecorder(run_dir / EPISODES_FILE)]
     if exploration is not None:
         callbacks.append(exploration)
+    if representation is not None and representation.mode == "online":
+        callbacks.append(RepresentationCallback(representation, seed=spec.seed))
     if recipe.checkpoint_every:
         callbacks.append(PeriodicCheckpoint(run_dir, recipe.checkpoint_every, exploration))
 
@@ -315,6 +335,28 @@ def _learn(spec: RunSpec, recipe: Recipe, run_dir: Path, progress_bar: bool, res
     return write_results(
         run_dir, spec, evaluation, model.num_timesteps, (model.num_timesteps - start_steps) / wall, wall
     )
+
+
+def pretrained_checkpoint(spec: RunSpec, recipe: Recipe, run_dir: Path) -> Path | None:
+    """The state model a run's features extractor starts from: the recipe's checkpoint; else, for the
+    frozen and finetune modes, one the run pretrains into its own folder (seeded by the run, so seeds
+    stay independent); else none (online mode starts from scratch)."""
+    config = recipe.representation
+    assert config is not None
+    if config.checkpoint is not None:
+        return Path(config.checkpoint)
+    if config.mode == "online":
+        return None
+    folder = run_dir / REPRESENTATION_DIR
+    pretrain(
+        spec.env_id,
+        config,
+        folder,
+        seed=spec.seed,
+        n_envs=recipe.n_envs,
+        wrapper_class=observation_wrapper(spec.env_id, recipe),
+    )
+    return folder
 
 
 def monitor_folder(run_dir: Path, resume: bool) -> Path:

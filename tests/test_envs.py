@@ -14,12 +14,15 @@ from ilvm_rl.envs.fork import ADVANCE, BACK, FORK_BRANCHES, LOWER, SWITCH, UPPER
 from ilvm_rl.envs.layout import MOVES, Layout
 from ilvm_rl.envs.maze import MazeEnv
 from ilvm_rl.envs.navigation import TV_ACTION, NoisyTVEnv
+from ilvm_rl.envs.pixels import AGENT, GOAL, PixelRoomEnv
 
 # importing ilvm_rl.envs (above) registered the ids
 ENV_IDS = sorted(env_id for env_id in gym.registry if env_id.startswith("ilvm/"))
 NAVIGATION_IDS = ["ilvm/NoisyTVNone-v0", "ilvm/NoisyTVAction-v0", "ilvm/NoisyTVPlace-v0"]
 # the ids whose rollouts draw random numbers, so that another seed gives another rollout
-RANDOM_IDS = ["ilvm/NoisyTVAction-v0", "ilvm/NoisyTVPlace-v0", "ilvm/Fork-v0"]
+RANDOM_IDS = ["ilvm/NoisyTVAction-v0", "ilvm/NoisyTVPlace-v0", "ilvm/Fork-v0", "ilvm/PixelRoom-v0"]
+# the ids whose observations are images rather than float vectors
+IMAGE_IDS = ["ilvm/PixelRoom-v0"]
 
 
 def rollout(env_id: str, seed: int, steps: int = 300) -> list[tuple]:
@@ -57,7 +60,7 @@ def shortest_route(layout: Layout) -> list[int]:
 
 
 def test_every_ilvm_env_is_registered() -> None:
-    assert ENV_IDS == sorted([*NAVIGATION_IDS, "ilvm/Fork-v0", "ilvm/Maze-v0"])
+    assert ENV_IDS == sorted([*NAVIGATION_IDS, "ilvm/Fork-v0", "ilvm/Maze-v0", *IMAGE_IDS])
     for env_id in ENV_IDS:
         spec = gym.spec(env_id)
         assert spec.max_episode_steps is not None and spec.reward_threshold is not None
@@ -70,8 +73,12 @@ def test_env_passes_the_env_checker_without_warnings(env_id: str) -> None:
         warnings.simplefilter("error")
         check_env(env.unwrapped)
     space = env.observation_space
-    assert isinstance(space, gym.spaces.Box) and space.dtype == np.float32 and len(space.shape) == 1
-    assert np.isfinite(space.low).all() and np.isfinite(space.high).all()
+    if env_id in IMAGE_IDS:  # what SB3 reads as an image: uint8 in [0, 255], at least 36 x 36 for NatureCNN
+        assert isinstance(space, gym.spaces.Box) and space.dtype == np.uint8 and len(space.shape) == 3
+        assert (space.low == 0).all() and (space.high == 255).all() and min(space.shape[:2]) >= 36
+    else:
+        assert isinstance(space, gym.spaces.Box) and space.dtype == np.float32 and len(space.shape) == 1
+        assert np.isfinite(space.low).all() and np.isfinite(space.high).all()
     assert isinstance(env.action_space, gym.spaces.Discrete)
     assert isinstance(gym.make(env_id, render_mode="ansi").unwrapped.render(), str)
 
@@ -241,7 +248,7 @@ def test_random_policy_does_not_solve_the_sparse_tasks(env_id: str) -> None:
                 break
 
 
-@pytest.mark.parametrize("suite", ["noisy_tv", "maze"])
+@pytest.mark.parametrize("suite", ["noisy_tv", "maze", "pixel_room"])
 def test_suites_load_with_the_registered_thresholds(suite: str) -> None:
     path = resources.files("ilvm_rl.envs") / "suites" / f"{suite}.yaml"
     loaded = load_suite(str(path))
@@ -258,3 +265,32 @@ def test_layout_rejects_art_it_cannot_use() -> None:
         Layout.from_art("####\n#S.#\n####")
     with pytest.raises(ValueError, match="allowed"):
         Layout.from_art("#####\n#SxG#\n#####")
+
+
+def test_pixel_room_shows_agent_and_goal_and_pays_for_each_goal_reached() -> None:
+    env = gym.make("ilvm/PixelRoom-v0")
+    room = env.unwrapped
+    assert isinstance(room, PixelRoomEnv)
+    observation, _ = env.reset(seed=0)
+    side = room.cell_pixels
+    goals, steps = 0, 0
+    while True:
+        (row, col), (goal_row, goal_col) = room.cell, room._goal
+        # the agent and the goal are blocks of one cell's pixels, the rest is black
+        top, left = (row - 1) * side, (col - 1) * side
+        assert (observation[top : top + side, left : left + side] == AGENT).all()
+        assert (observation == AGENT).sum() == side * side and (observation == GOAL).sum() == side * side
+        assert (goal_row, goal_col) != (row, col)
+        # walk straight at the goal: one goal every few steps
+        action = 2 if goal_row > row else 0 if goal_row < row else 1 if goal_col > col else 3
+        observation, reward, terminated, truncated, _ = env.step(action)
+        steps += 1
+        goals += int(reward)
+        assert reward == float(room.cell == (goal_row, goal_col)) and not terminated
+        if truncated:
+            break
+    spec = gym.spec("ilvm/PixelRoom-v0")
+    assert steps == spec.max_episode_steps
+    assert spec.reward_threshold is not None and goals >= spec.reward_threshold
+    with pytest.raises(ValueError, match="divide 36"):
+        PixelRoomEnv(size=5)

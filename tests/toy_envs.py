@@ -49,3 +49,42 @@ class CrashOnceEnv(CounterEnv):
 
 
 gym.register("CrashOnce-v0", entry_point=CrashOnceEnv, max_episode_steps=20)
+
+
+class ImageEnv(gym.Env):
+    """A bright square on a small dark image (height, width, channel): action 1 moves it one pixel down
+    and right, action 0 keeps it still; the episode ends after ``length`` steps. ``dict_obs`` adds
+    the square's position as a vector part of a Dict observation."""
+
+    SIDE = 12
+    metadata = {"render_modes": ["rgb_array"]}  # noqa: RUF012  (SB3 asks for it; nothing is rendered)
+
+    def __init__(self, dict_obs: bool = False, length: int = 6):
+        self.length = length
+        self.dict_obs = dict_obs
+        image = spaces.Box(0, 255, shape=(self.SIDE, self.SIDE, 1), dtype=np.uint8)
+        position = spaces.Box(-np.inf, np.inf, shape=(2,), dtype=np.float32)  # unbounded: standardised
+        self.observation_space = spaces.Dict({"image": image, "position": position}) if dict_obs else image
+        self.action_space = spaces.Discrete(2)
+        self.count = self.position = 0
+
+    def _obs(self):
+        image = np.zeros((self.SIDE, self.SIDE, 1), dtype=np.uint8)
+        image[self.position : self.position + 3, self.position : self.position + 3] = 255
+        if not self.dict_obs:
+            return image
+        return {"image": image, "position": np.full(2, self.position, dtype=np.float32)}
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        super().reset(seed=seed)
+        self.count = 0
+        self.position = int(self.np_random.integers(0, 4))
+        return self._obs(), {}
+
+    def step(self, action):
+        self.count += 1
+        self.position = min(self.position + int(action), self.SIDE - 3)
+        return self._obs(), float(action), self.count >= self.length, False, {}
+
+
+gym.register("ImageToy-v0", entry_point=ImageEnv, max_episode_steps=20)

@@ -12,7 +12,7 @@ from gymnasium import spaces
 from torch import nn
 
 from ilvm_rl.exploration.normalisation import RunningMeanStd
-from ilvm_rl.exploration.spaces import ActionEncoder, check_observation_space, fixed_scale, has_fixed_scale
+from ilvm_rl.exploration.spaces import ActionEncoder, ObservationFlattener, fixed_scale, has_fixed_scale
 from ilvm_rl.exploration.store import TransitionBatch
 from ilvm_rl.model.ensemble import ILVMEnsemble
 from ilvm_rl.model.ilvm import ILVM, ModelConfig, Score
@@ -74,15 +74,18 @@ class BonusModel(nn.Module, abc.ABC):
     reward, and guards every gradient step.
 
     Args:
-        observation_space: a 1-D Box.
+        observation_space: a 1-D Box, an image Box or a Dict of those, read as one flat vector
+            (:class:`ObservationFlattener`); the transitions hold observations flattened that way.
         action_space: Discrete, MultiDiscrete or 1-D Box.
     """
 
     def __init__(self, observation_space: spaces.Space, action_space: spaces.Space):
         super().__init__()
-        self.observation_space = check_observation_space(observation_space)
+        self.flattener = ObservationFlattener(observation_space)
+        # the normalisers read the flat vector, whose space carries the bounds of every value
+        self.observation_space = self.flattener.flat_space
         self.action_encoder = ActionEncoder(action_space)
-        self.obs_dim = int(self.observation_space.shape[0])
+        self.obs_dim = self.flattener.layout.dim
 
     @abc.abstractmethod
     def update_statistics(self, batch: TransitionBatch) -> None:
@@ -136,7 +139,8 @@ class ILVMBonus(BonusModel):
     an ensemble of transition models for ``disagreement``.
 
     Args:
-        observation_space: a 1-D Box.
+        observation_space: a 1-D Box, an image Box or a Dict of those; the ILVM reads the images of
+            its target through a CNN and draws them through a transposed CNN.
         action_space: Discrete, MultiDiscrete or 1-D Box.
         score: which score becomes the bonus.
         model_config: architecture and objectives of the ILVM (of every member of an ensemble).
@@ -165,7 +169,7 @@ class ILVMBonus(BonusModel):
         self.model: ILVM | ILVMEnsemble = (
             ILVMEnsemble(context_dim, self.obs_dim, model_config, ensemble_size)
             if score == "disagreement"
-            else ILVM(context_dim, self.obs_dim, model_config)
+            else ILVM(context_dim, self.obs_dim, model_config, self.flattener.layout)
         )
         self.model_optim = GuardedAdam(self.model.model_parameters(), learning_rate)
         self.critic_optim = None

@@ -18,7 +18,7 @@ from ilvm_rl.exploration.bonus import BonusModel, BonusScore, ILVMBonus
 from ilvm_rl.exploration.icm import ICMBonus
 from ilvm_rl.exploration.normalisation import ReturnScaler, RunningMeanStd
 from ilvm_rl.exploration.rnd import RNDBonus
-from ilvm_rl.exploration.spaces import ActionEncoder, check_observation_space
+from ilvm_rl.exploration.spaces import ActionEncoder, Observation, ObservationFlattener, step_batch
 from ilvm_rl.exploration.store import TransitionBatch, TransitionStore
 from ilvm_rl.model.ilvm import ModelConfig
 
@@ -132,7 +132,7 @@ class Explorer:
 
     Args:
         config: module settings.
-        observation_space: the environment's observation space (a 1-D Box).
+        observation_space: the environment's observation space (a 1-D Box, an image Box or a Dict of those).
         action_space: the environment's action space.
         n_envs: number of parallel environments feeding :meth:`observe`.
         seed: seeds the model's initial weights and the replay sampling.
@@ -147,7 +147,8 @@ class Explorer:
         seed: int = 0,
     ):
         self.config = config
-        self.observation_space = check_observation_space(observation_space)
+        self.observation_space = observation_space
+        self.flattener = ObservationFlattener(observation_space)
         self.action_space = action_space
         self.n_envs = n_envs
         self.action_encoder = ActionEncoder(action_space)
@@ -157,7 +158,10 @@ class Explorer:
             self.bonus_model = build_bonus_model(config, observation_space, action_space)
         self.rng = np.random.default_rng(seed)
         self.store = TransitionStore(
-            config.store_capacity, int(self.observation_space.shape[0]), self.action_encoder.raw_dim
+            config.store_capacity,
+            self.flattener.layout.dim,
+            self.action_encoder.raw_dim,
+            self.flattener.flat_space.dtype,
         )
         self.scaler = ReturnScaler(n_envs, config.gamma, config.scale_memory)
         self.raw_stats = RunningMeanStd(memory=config.scale_memory)
@@ -167,22 +171,16 @@ class Explorer:
 
     def observe(
         self,
-        obs: np.ndarray,
+        obs: Observation,
         actions: np.ndarray,
-        next_obs: np.ndarray,
+        next_obs: Observation,
         terminated: np.ndarray,
         truncated: np.ndarray,
     ) -> None:
-        """Record one step of every environment: obs and next_obs ``(n_envs, obs_dim)``, actions as
-        the agent produced them, terminated and truncated ``(n_envs,)``."""
-        batch = TransitionBatch(
-            obs=np.asarray(obs, dtype=np.float32).reshape(self.n_envs, -1),
-            actions=self.action_encoder.raw(actions, self.n_envs),
-            next_obs=np.asarray(next_obs, dtype=np.float32).reshape(self.n_envs, -1),
-            terminated=np.asarray(terminated, dtype=bool),
-            truncated=np.asarray(truncated, dtype=bool),
-        )
-        self.store.add(batch)
+        """Record one step of every environment: obs and next_obs as the vec env gives them (arrays
+        ``(n_envs, ...)``, or dicts of them), actions as the agent produced them, terminated and
+        truncated ``(n_envs,)``."""
+        self.store.add(step_batch(self.flattener, self.action_encoder, obs, actions, next_obs, terminated, truncated))
         self.steps_since_rollout += 1
 
     def coefficient(self, progress: float) -> float:

@@ -1,11 +1,15 @@
-"""Turning Gymnasium observations and actions into the flat float vectors the models read."""
+"""Turning Gymnasium observations and actions into the flat vectors the models read."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import numpy as np
+import torch
 from gymnasium import spaces
+
+from ilvm_rl.exploration.store import TransitionBatch
+from ilvm_rl.model.observations import ObservationLayout, ObservationPart
 
 # a Box whose bounds are finite and no wider than this is scaled to [-1, 1] by its bounds;
 # wider or unbounded ones are standardised with running statistics instead
@@ -25,6 +29,80 @@ def check_observation_space(space: spaces.Space) -> spaces.Box:
             f"gymnasium.wrappers.FlattenObservation"
         )
     return space
+
+
+def channels_last(shape: tuple[int, ...]) -> bool:
+    """Whether an image of ``shape`` keeps its channels on the last axis. SB3's rule: the channel axis
+    is the smallest one, and an image whose first axis is not the smallest counts as channel-last."""
+    return int(np.argmin(shape)) != 0
+
+
+Observation = np.ndarray | dict[str, np.ndarray]
+TensorObservation = torch.Tensor | dict[str, torch.Tensor]
+
+
+class ObservationFlattener:
+    """Lays a Box observation (a vector or an image) or a Dict of them out as one flat vector.
+
+    An image is a 3-D Box; it is laid out channel-first whichever order the space uses (see
+    :func:`channels_last`). The parts of a Dict are laid end to end in the space's key order.
+
+    Args:
+        space: a 1-D Box, a 3-D Box (image), or a Dict whose values are such Boxes.
+
+    Attributes:
+        layout: the parts of the flat vector, for the models' image encoders and decoders.
+        flat_space: a 1-D Box of the flat vector: the bounds of every value, and the dtype that holds
+            every part (uint8 when all parts are uint8 images, so a replay of images stays small).
+    """
+
+    def __init__(self, space: spaces.Space):
+        self.space = space
+        named = isinstance(space, spaces.Dict)
+        items = list(space.spaces.items()) if isinstance(space, spaces.Dict) else [("", space)]
+        parts, lows, highs, dtypes = [], [], [], []
+        self.channels_last: list[bool] = []
+        for name, part in items:
+            if not isinstance(part, spaces.Box) or len(part.shape) not in (1, 3):
+                where = f"part {name!r} of the Dict observation space" if named else "observation space"
+                raise UnsupportedSpaceError(
+                    f"{where} {part} is not supported by the ILVM models: they accept a 1-D Box (a vector), "
+                    f"a 3-D Box (an image, channels first or last) and a Dict of those"
+                )
+            last = len(part.shape) == 3 and channels_last(part.shape)
+            low, high = part.low, part.high
+            if last:  # bounds in the channel-first order of the flat vector
+                low, high = np.moveaxis(low, -1, 0), np.moveaxis(high, -1, 0)
+            shape = low.shape
+            parts.append(ObservationPart(name, tuple(int(n) for n in shape)))
+            lows.append(low.reshape(-1))
+            highs.append(high.reshape(-1))
+            dtypes.append(part.dtype)
+            self.channels_last.append(last)
+        self.layout = ObservationLayout(tuple(parts))
+        self.names = [name for name, _ in items]
+        dtype = np.uint8 if all(d == np.uint8 for d in dtypes) else np.float32
+        self.flat_space = spaces.Box(np.concatenate(lows), np.concatenate(highs), dtype=dtype)
+
+    def flatten(self, obs: Observation, n: int) -> np.ndarray:
+        """``n`` observations (an array, or a dict of arrays for a Dict space) to ``(n, dim)``."""
+        pieces = []
+        for name, part, last in zip(self.names, self.layout.parts, self.channels_last, strict=True):
+            value = np.asarray(obs[name] if isinstance(obs, dict) else obs)
+            if last:
+                value = np.moveaxis(value.reshape(n, *part.shape[1:], part.shape[0]), -1, 1)
+            pieces.append(value.reshape(n, part.size))
+        return np.concatenate(pieces, axis=1).astype(self.flat_space.dtype, copy=False)
+
+    def flatten_tensor(self, obs: TensorObservation) -> torch.Tensor:
+        """The same as :meth:`flatten` for a batch of tensors ``(B, ...)`` (what SB3 hands a policy)."""
+        pieces = []
+        for name, part, last in zip(self.names, self.layout.parts, self.channels_last, strict=True):
+            value = obs[name] if isinstance(obs, dict) else obs
+            if last:
+                value = value.movedim(-1, 1)
+            pieces.append(value.reshape(value.shape[0], part.size))
+        return torch.cat(pieces, dim=1)
 
 
 def has_fixed_scale(space: spaces.Box) -> bool:
@@ -84,3 +162,31 @@ class ActionEncoder:
             index = np.clip(raw[:, column].astype(np.int64) - start, 0, size - 1)
             pieces.append(np.eye(size, dtype=np.float32)[index])
         return np.concatenate(pieces, axis=1)
+
+
+def step_batch(
+    flattener: ObservationFlattener,
+    action_encoder: ActionEncoder,
+    obs: Observation,
+    actions: Any,
+    next_obs: Observation,
+    terminated: np.ndarray,
+    truncated: np.ndarray,
+) -> TransitionBatch:
+    """One step of ``n`` parallel environments as a batch of ``n`` flat transitions.
+
+    Args:
+        obs: the observations the actions were taken in, as the vec env gives them.
+        actions: the actions as the agent produced them (any shape holding ``n`` actions).
+        next_obs: the observations the steps led to (terminal ones at episode ends).
+        terminated: ``(n,)`` bool.
+        truncated: ``(n,)`` bool.
+    """
+    n = len(terminated)
+    return TransitionBatch(
+        obs=flattener.flatten(obs, n),
+        actions=action_encoder.raw(actions, n),
+        next_obs=flattener.flatten(next_obs, n),
+        terminated=np.asarray(terminated, dtype=bool),
+        truncated=np.asarray(truncated, dtype=bool),
+    )

@@ -16,7 +16,7 @@ class TransitionBatch:
     """A batch of ``n`` transitions (raw, unnormalised).
 
     Attributes:
-        obs: observations ``(n, obs_dim)``.
+        obs: observations ``(n, obs_dim)``, flat (see :class:`ilvm_rl.exploration.spaces.ObservationFlattener`).
         actions: actions as stored by :class:`ActionEncoder.raw`, ``(n, action_dim)``.
         next_obs: the real next observations ``(n, obs_dim)`` (terminal ones at episode ends).
         terminated: ``(n,)`` bool, the episode ended in a terminal state.
@@ -61,16 +61,18 @@ class TransitionStore:
         capacity: maximum number of transitions kept; the oldest are overwritten.
         obs_dim: width of an observation.
         action_dim: width of a stored action.
+        obs_dtype: dtype of the stored observations (uint8 keeps a replay of images four times
+            smaller than float32).
     """
 
-    def __init__(self, capacity: int, obs_dim: int, action_dim: int):
+    def __init__(self, capacity: int, obs_dim: int, action_dim: int, obs_dtype: np.dtype | type = np.float32):
         if capacity < 1:
             raise ValueError(f"store capacity must be >= 1, got {capacity}")
         self.capacity = capacity
         self.arrays = {
-            "obs": np.zeros((capacity, obs_dim), dtype=np.float32),
+            "obs": np.zeros((capacity, obs_dim), dtype=obs_dtype),
             "actions": np.zeros((capacity, action_dim), dtype=np.float32),
-            "next_obs": np.zeros((capacity, obs_dim), dtype=np.float32),
+            "next_obs": np.zeros((capacity, obs_dim), dtype=obs_dtype),
             "terminated": np.zeros(capacity, dtype=bool),
             "truncated": np.zeros(capacity, dtype=bool),
         }

@@ -5,8 +5,10 @@ posterior ``q(z | c, x)``. The distribution of ``x`` given ``c`` has no closed-f
 through samples. One class serves the state model (no context) and the transition model (context
 ``(s, a)``); which one is decided only by ``context_dim``.
 
-All tensors here are already encoded and normalised floats; turning Gym spaces into such tensors is
-the caller's job (see :mod:`ilvm_rl.exploration.spaces`).
+All tensors here are already encoded and normalised flat floats; turning Gym spaces into such tensors
+is the caller's job (see :mod:`ilvm_rl.exploration.spaces`). A target that holds images says so by an
+:class:`~ilvm_rl.model.observations.ObservationLayout`: the posterior then reads it through a CNN and
+the decoder draws it through a transposed CNN, while losses and scores still see flat vectors.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ilvm_rl.model.networks import gaussian_kl, mlp, split_gaussian
+from ilvm_rl.model.observations import ObservationDecoder, ObservationEncoder, ObservationLayout
 
 Objective = Literal["energy", "elbo", "adversarial"]
 Score = Literal["excess_error", "latent_surprise", "novelty", "density_ratio"]
@@ -111,12 +114,22 @@ class ILVM(nn.Module):
         context_dim: width of the context ``c``; 0 builds an unconditional (state) model.
         target_dim: width of the target ``x``.
         config: architecture and objective settings.
+        layout: the parts of the target (images, named vectors); None for a plain vector.
     """
 
-    def __init__(self, context_dim: int, target_dim: int, config: ModelConfig | None = None):
+    def __init__(
+        self,
+        context_dim: int,
+        target_dim: int,
+        config: ModelConfig | None = None,
+        layout: ObservationLayout | None = None,
+    ):
         super().__init__()
         if context_dim < 0 or target_dim < 1:
             raise ValueError(f"need context_dim >= 0 and target_dim >= 1, got {context_dim}, {target_dim}")
+        self.layout = layout or ObservationLayout.vector(target_dim)
+        if self.layout.dim != target_dim:
+            raise ValueError(f"the target layout holds {self.layout.dim} values, target_dim is {target_dim}")
         self.config = config or ModelConfig()
         self.context_dim = context_dim
         self.target_dim = target_dim
@@ -125,8 +138,15 @@ class ILVM(nn.Module):
             self.prior_net: nn.Module = mlp(context_dim, hidden, 2 * latent)
         else:
             self.prior_params = nn.Parameter(torch.zeros(2 * latent))
-        self.posterior_net = mlp(context_dim + target_dim, hidden, 2 * latent)
-        self.decoder = mlp(context_dim + latent, hidden, target_dim)
+        # image parts of the target are read by a CNN and drawn by a transposed CNN; vector parts
+        # pass as they are, so a plain vector model keeps its MLPs (and its checkpoints)
+        self.target_reader = ObservationEncoder(self.layout)
+        self.posterior_net = mlp(context_dim + self.target_reader.out_dim, hidden, 2 * latent)
+        self.decoder: nn.Module = (
+            ObservationDecoder(context_dim + latent, hidden, self.layout)
+            if self.layout.has_images
+            else mlp(context_dim + latent, hidden, target_dim)
+        )
         self.critic = (
             mlp(context_dim + target_dim + latent, self.config.critic_hidden_sizes, 1, spectral_norm=True)
             if "adversarial" in self.config.objectives
@@ -151,7 +171,7 @@ class ILVM(nn.Module):
 
     def posterior(self, context: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean and log-std of ``q(z | c, x)``, each ``(B, latent_dim)``."""
-        return split_gaussian(self.posterior_net(torch.cat([context, target], dim=-1)))
+        return split_gaussian(self.posterior_net(torch.cat([context, self.target_reader(target)], dim=-1)))
 
     def decode(self, context: torch.Tensor, latent: torch.Tensor) -> torch.Tensor:
         """``f(c, z)``: context ``(..., context_dim)`` and latent ``(..., latent_dim)`` to ``(..., target_dim)``."""

@@ -21,17 +21,36 @@ from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
 
 from ilvm_rl.checkpoint import load_explorer, save_explorer
 from ilvm_rl.exploration.explorer import ExplorationConfig, Explorer
+from ilvm_rl.exploration.spaces import Observation
 
 
-def real_next_obs(new_obs: np.ndarray, dones: np.ndarray, infos: list[dict[str, Any]]) -> np.ndarray:
-    """The observations the steps led to: at episode ends the vec env has already reset, so the
-    true next observation is ``infos[i]["terminal_observation"]``."""
-    next_obs = np.array(new_obs, copy=True)
+def real_next_obs(new_obs: Observation, dones: np.ndarray, infos: list[dict[str, Any]]) -> Observation:
+    """The observations the steps led to (arrays, or dicts of arrays for a Dict space): at episode ends
+    the vec env has already reset, so the true next observation is ``infos[i]["terminal_observation"]``."""
+    parts = new_obs if isinstance(new_obs, dict) else {"": new_obs}
+    next_parts = {key: np.array(value, copy=True) for key, value in parts.items()}
     for index in np.flatnonzero(dones):
         terminal = infos[index].get("terminal_observation")
         if terminal is not None:
-            next_obs[index] = terminal
-    return next_obs
+            for key, value in next_parts.items():
+                value[index] = terminal[key] if isinstance(new_obs, dict) else terminal
+    return next_parts if isinstance(new_obs, dict) else next_parts[""]
+
+
+def step_transitions(callback: BaseCallback) -> dict[str, Any]:
+    """The step an on-policy algorithm has just taken in every env, read from a callback's locals in
+    ``_on_step``: ``obs`` (the observations the actions were taken in), ``actions``, ``next_obs`` (the
+    terminal observations at episode ends), ``terminated`` and ``truncated`` ``(n_envs,)``."""
+    dones = callback.locals["dones"]
+    infos = callback.locals["infos"]
+    truncated = np.array([bool(info.get("TimeLimit.truncated", False)) for info in infos])
+    return {
+        "obs": callback.model._last_obs,
+        "actions": callback.locals["actions"],
+        "next_obs": real_next_obs(callback.locals["new_obs"], dones, infos),
+        "terminated": dones & ~truncated,
+        "truncated": dones & truncated,
+    }
 
 
 class ExplorationCallback(BaseCallback):
@@ -87,19 +106,9 @@ class ExplorationCallback(BaseCallback):
 
     def _on_step(self) -> bool:
         assert self.explorer is not None
-        dones = self.locals["dones"]
         infos = self.locals["infos"]
         self.ext_returns.extend(float(info["episode"]["r"]) for info in infos if "episode" in info)
-        truncated = np.array([bool(info.get("TimeLimit.truncated", False)) for info in infos])
-        obs = self.model._last_obs  # the observation the action was taken in
-        assert isinstance(obs, np.ndarray)  # Dict observations are refused when the module is built
-        self.explorer.observe(
-            obs=obs,
-            actions=self.locals["actions"],
-            next_obs=real_next_obs(self.locals["new_obs"], dones, infos),
-            terminated=dones & ~truncated,
-            truncated=dones & truncated,
-        )
+        self.explorer.observe(**step_transitions(self))
         return True
 
     def _on_rollout_end(self) -> None:

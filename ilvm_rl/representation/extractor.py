@@ -1,0 +1,177 @@
+"""Stable-Baselines3 glue of the representation module: the state model as a features extractor, and the
+callback that trains it online.
+
+Usage::
+
+    config = RepresentationConfig(mode="frozen")
+    model = PPO("CnnPolicy", env, policy_kwargs=representation_policy_kwargs(config))
+    load_pretrained(model.policy, "runs/pretrained")  # after the policy is built: ortho_init re-initialises
+    model.learn(50_000, callback=representation_callbacks(config))
+
+Why the weights are loaded after the model is built: PPO and A2C (``ortho_init=True``, their default)
+re-initialise every linear and convolutional layer of the features extractor when the policy is
+built, so weights loaded earlier would be overwritten.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from gymnasium import spaces
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
+from stable_baselines3.common.policies import BasePolicy
+from stable_baselines3.common.preprocessing import is_image_space
+from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
+
+from ilvm_rl.exploration.spaces import ActionEncoder, step_batch
+from ilvm_rl.representation.state_model import (
+    RepresentationConfig,
+    StateModel,
+    StateModelTrainer,
+    load_state_model_weights,
+)
+from ilvm_rl.sb3.callback import step_transitions
+
+
+class ILVMFeaturesExtractor(BaseFeaturesExtractor):
+    """Maps observations to the posterior mean ``E[z | s]`` of an ILVM state model.
+
+    ``features_dim`` is the model's ``latent_dim``. In ``frozen`` mode the features are computed without
+    gradient and the model's weights do not require one, so the RL loss never changes them. In
+    ``finetune`` and ``online`` mode the RL loss trains the posterior's CNN and MLP with the policy;
+    ``online`` adds the model's own objective as an auxiliary task (:class:`RepresentationCallback`),
+    which also trains the prior and decoder.
+
+    Args:
+        observation_space: the policy's observation space: a 1-D Box, an image Box or a Dict of those.
+        config: the representation settings (mode and model).
+        normalize_images: whether the policy divides uint8 images by 255 before the extractor sees
+            them (SB3's ``normalize_images``, on by default); the model scales raw pixels by their
+            bounds, so that division is undone.
+    """
+
+    input_scale: torch.Tensor
+
+    def __init__(
+        self,
+        observation_space: spaces.Space,
+        config: RepresentationConfig | None = None,
+        normalize_images: bool = True,
+    ):
+        config = config or RepresentationConfig()
+        super().__init__(observation_space, features_dim=config.model.latent_dim)
+        self.config = config
+        self.state_model = StateModel(observation_space, config.model)
+        if config.mode == "frozen":
+            self.state_model.requires_grad_(False)
+        parts = observation_space.spaces.values() if isinstance(observation_space, spaces.Dict) else [observation_space]
+        undo = [
+            np.full(part.size, 255.0 if normalize_images and is_image_space(space) else 1.0)
+            for part, space in zip(self.state_model.flattener.layout.parts, parts, strict=True)
+        ]
+        self.register_buffer("input_scale", torch.as_tensor(np.concatenate(undo), dtype=torch.float32))
+
+    def forward(self, observations: Any) -> torch.Tensor:
+        flat = self.state_model.flattener.flatten_tensor(observations) * self.input_scale
+        if self.config.mode == "frozen":
+            with torch.no_grad():
+                return self.state_model.features(flat)
+        return self.state_model.features(flat)
+
+
+def representation_policy_kwargs(
+    config: RepresentationConfig, policy_kwargs: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """``policy_kwargs`` that put an :class:`ILVMFeaturesExtractor` into the policy.
+
+    Raises:
+        ValueError: ``policy_kwargs`` already names another features extractor.
+    """
+    policy_kwargs = dict(policy_kwargs or {})
+    if "features_extractor_class" in policy_kwargs:
+        raise ValueError(
+            "policy_kwargs.features_extractor_class is set, but the representation module supplies the "
+            "features extractor; remove one of them"
+        )
+    policy_kwargs["features_extractor_class"] = ILVMFeaturesExtractor
+    policy_kwargs["features_extractor_kwargs"] = {
+        "config": config,
+        "normalize_images": policy_kwargs.get("normalize_images", True),
+    }
+    return policy_kwargs
+
+
+def extractors(policy: BasePolicy) -> list[ILVMFeaturesExtractor]:
+    """The ILVM features extractors of a policy (two when actor and critic do not share one)."""
+    found = [module for module in policy.modules() if isinstance(module, ILVMFeaturesExtractor)]
+    if not found:
+        raise ValueError("the policy has no ILVMFeaturesExtractor; build it with representation_policy_kwargs(config)")
+    return list({id(module): module for module in found}.values())
+
+
+def load_pretrained(policy: BasePolicy, checkpoint: str | Path) -> None:
+    """Load a pretrained state model into every ILVM features extractor of a built policy.
+
+    Raises:
+        CheckpointError: the checkpoint is missing a file, or was fitted on another observation space
+            or with other model settings.
+    """
+    for extractor in extractors(policy):
+        load_state_model_weights(extractor.state_model, checkpoint)
+
+
+class RepresentationCallback(BaseCallback):
+    """Trains the policy's ILVM state model online by its own objective on its own replay, an auxiliary
+    task beside the RL loss (``online`` mode): every step's observations go into the replay; at the
+    start of each rollout (after the algorithm's update, before new data is collected, so that a
+    rollout's stored values and log-probabilities stay those of the features the policy then trains
+    on) the model takes ``updates_per_rollout`` gradient steps with its own optimiser. Losses are
+    logged under ``ilvm/repr/``.
+
+    Args:
+        config: the representation settings.
+        seed: seeds the replay sampling.
+    """
+
+    def __init__(self, config: RepresentationConfig, seed: int = 0, verbose: int = 0):
+        super().__init__(verbose)
+        self.config = config
+        self.seed = seed
+        self.trainer: StateModelTrainer | None = None
+        self.recent = 0
+
+    def _init_callback(self) -> None:
+        if not isinstance(self.model, OnPolicyAlgorithm):
+            raise TypeError(
+                f"RepresentationCallback supports on-policy algorithms (PPO, A2C), got {type(self.model).__name__}"
+            )
+        found = extractors(self.model.policy)
+        if len(found) != 1:
+            raise ValueError(
+                "online representation training needs one features extractor shared by actor and critic; "
+                "set policy_kwargs.share_features_extractor to true"
+            )
+        env = self.training_env
+        self.action_encoder = ActionEncoder(env.action_space)
+        self.trainer = StateModelTrainer(found[0].state_model, self.config, self.action_encoder.raw_dim, self.seed)
+
+    def _on_step(self) -> bool:
+        assert self.trainer is not None
+        self.trainer.observe(
+            step_batch(self.trainer.state_model.flattener, self.action_encoder, **step_transitions(self))
+        )
+        self.recent += self.training_env.num_envs
+        return True
+
+    def _on_rollout_start(self) -> None:
+        assert self.trainer is not None
+        if not self.recent:  # nothing collected yet
+            return
+        metrics = self.trainer.update(self.config.updates_per_rollout, recent=self.recent)
+        self.recent = 0
+        for name, value in metrics.items():
+            self.logger.record(f"ilvm/repr/{name}", value)

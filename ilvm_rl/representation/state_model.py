@@ -1,0 +1,290 @@
+"""The state model whose posterior mean is the policy's representation, its training and its checkpoint.
+
+Nothing here knows Stable-Baselines3: :mod:`ilvm_rl.representation.extractor` puts the model into a
+policy, and :mod:`ilvm_rl.representation.pretrain` fits it before a run.
+
+A checkpoint folder holds ``weights.safetensors`` (the model's weights and input scaling) and
+``settings.json`` (format version, the representation settings, the observation space it was fitted
+on), read without pickle.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from gymnasium import spaces
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from ilvm_rl.checkpoint import CheckpointError, describe_space
+from ilvm_rl.config import ConfigError, from_dict, to_dict
+from ilvm_rl.exploration.bonus import ADVERSARIAL_BETAS, finite_rows
+from ilvm_rl.exploration.normalisation import RunningMeanStd
+from ilvm_rl.exploration.spaces import MAX_FIXED_SCALE_SPAN, ObservationFlattener
+from ilvm_rl.exploration.store import TransitionBatch, TransitionStore
+from ilvm_rl.model.ilvm import ILVM, ModelConfig
+from ilvm_rl.model.optim import GuardedAdam, guarded_step
+
+Mode = Literal["frozen", "finetune", "online"]
+MODES: tuple[Mode, ...] = ("frozen", "finetune", "online")
+FORMAT_VERSION = 1
+WEIGHTS_FILE, SETTINGS_FILE = "weights.safetensors", "settings.json"
+
+
+@dataclass(frozen=True)
+class RepresentationConfig:
+    """Settings of the representation module.
+
+    Attributes:
+        mode: ``frozen`` (pretrained, never trained during RL), ``finetune`` (pretrained, then trained
+            by the RL loss with the policy) or ``online`` (trained during RL by its own objective on
+            its own replay as an auxiliary task, beside the RL loss that trains the encoder with the
+            policy; no pretraining unless ``checkpoint`` names one).
+        checkpoint: folder of a pretrained state model (``ilvm-rl pretrain --out``), relative to the
+            current directory. Null: ``frozen`` and ``finetune`` runs pretrain their own into the run
+            folder first; ``online`` starts from scratch.
+        pretrain_steps: random-policy environment steps collected when a run pretrains its own model.
+        fit_steps: gradient steps of pretraining.
+        store_capacity: observations kept in the module's replay (pretraining and ``online``).
+        batch_size: observations per gradient step.
+        updates_per_rollout: gradient steps after each rollout in ``online`` mode.
+        recent_fraction: share of each ``online`` batch drawn from the latest rollout.
+        learning_rate: Adam step size of the module's own objective.
+        model: the state model; its ``latent_dim`` is the width of the features.
+    """
+
+    mode: Mode = "finetune"
+    checkpoint: str | None = None
+    pretrain_steps: int = 20_000
+    fit_steps: int = 1_000
+    store_capacity: int = 20_000
+    batch_size: int = 128
+    updates_per_rollout: int = 4
+    recent_fraction: float = 0.5
+    learning_rate: float = 1e-3
+    model: ModelConfig = field(default_factory=lambda: ModelConfig(latent_dim=16, hidden_sizes=(256,)))
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ValueError(f"mode: unknown mode {self.mode!r}; accepted: {', '.join(MODES)}")
+        for name in ("pretrain_steps", "store_capacity", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("fit_steps", "updates_per_rollout"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if not 0.0 <= self.recent_fraction <= 1.0:
+            raise ValueError(f"recent_fraction must lie in [0, 1], got {self.recent_fraction}")
+        if self.learning_rate <= 0:
+            raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
+        if not {"elbo", "adversarial"} & set(self.model.objectives):
+            raise ValueError(
+                f"model.objectives must include 'elbo' or 'adversarial': the features are the posterior "
+                f"mean of q(z|x), which only those objectives train; got {self.model.objectives}"
+            )
+
+
+class StateModel(nn.Module):
+    """An unconditional ILVM ``p(s)`` of observations, read through their input scaling.
+
+    Its input is a flat observation (:class:`ObservationFlattener`) in raw units: values with finite,
+    narrow bounds (pixels included) are scaled to [-1, 1] by them, the others standardised by running
+    statistics that :meth:`update_scale` folds in (frozen once the model is pretrained, unless it keeps
+    training online).
+
+    Args:
+        observation_space: a 1-D Box, an image Box or a Dict of those.
+        config: the ILVM's settings.
+    """
+
+    centre: torch.Tensor
+    half_width: torch.Tensor
+
+    def __init__(self, observation_space: spaces.Space, config: ModelConfig):
+        super().__init__()
+        self.flattener = ObservationFlattener(observation_space)
+        flat = self.flattener.flat_space
+        low, high = flat.low.astype(np.float64), flat.high.astype(np.float64)
+        span = high - low
+        self.bounded = np.isfinite(span) & (span > 0) & (span <= MAX_FIXED_SCALE_SPAN)
+        low, high = np.where(self.bounded, low, -1.0), np.where(self.bounded, high, 1.0)
+        centre, half_width = (high + low) / 2, (high - low) / 2  # 0 and 1 where running statistics take over
+        self.register_buffer("centre", torch.as_tensor(centre, dtype=torch.float32))
+        self.register_buffer("half_width", torch.as_tensor(half_width, dtype=torch.float32))
+        self.stats = RunningMeanStd((self.flattener.layout.dim,))
+        self.model = ILVM(0, self.flattener.layout.dim, config, self.flattener.layout)
+
+    @property
+    def features_dim(self) -> int:
+        return self.model.config.latent_dim
+
+    def update_scale(self, flat_obs: np.ndarray) -> None:
+        """Fold observations ``(n, dim)`` into the standardisation of the values without fixed bounds."""
+        if self.bounded.all():
+            return
+        self.stats.update(flat_obs)
+        free = torch.as_tensor(~self.bounded)
+        self.centre[free] = torch.as_tensor(self.stats.mean, dtype=torch.float32)[free]
+        self.half_width[free] = torch.as_tensor(self.stats.std, dtype=torch.float32)[free]
+
+    def scaled(self, flat_obs: torch.Tensor) -> torch.Tensor:
+        """Raw flat observations ``(B, dim)`` to the model's inputs ``(B, dim)``."""
+        return (flat_obs.float() - self.centre) / self.half_width
+
+    def features(self, flat_obs: torch.Tensor) -> torch.Tensor:
+        """The representation: the posterior mean ``E[z | s]``, ``(B, latent_dim)``."""
+        return self.model.encode(None, self.scaled(flat_obs))
+
+
+class StateModelTrainer:
+    """Fits a :class:`StateModel` to the observations of a replay by the model's own objective.
+
+    Args:
+        state_model: the model to train.
+        config: replay size, batches, schedule and step size.
+        action_dim: width of a stored action (the replay keeps whole transitions, as the exploration
+            module's does).
+        seed: seeds the replay sampling.
+    """
+
+    def __init__(self, state_model: StateModel, config: RepresentationConfig, action_dim: int, seed: int = 0):
+        self.state_model = state_model
+        self.config = config
+        model = state_model.model
+        betas = ADVERSARIAL_BETAS if model.critic is not None else (0.9, 0.999)
+        self.optims = [GuardedAdam(model.model_parameters(), config.learning_rate, betas=betas)]
+        if model.critic is not None:
+            self.optims.append(GuardedAdam(model.critic_parameters(), config.learning_rate, betas=betas))
+        flat = state_model.flattener.flat_space
+        self.store = TransitionStore(config.store_capacity, int(flat.shape[0]), action_dim, flat.dtype)
+        self.rng = np.random.default_rng(seed)
+        self.skipped = 0
+
+    def observe(self, batch: TransitionBatch) -> None:
+        """Add a step of transitions; their next observations are what the model learns."""
+        self.store.add(batch)
+        rows = finite_rows(batch)
+        self.state_model.update_scale(batch.next_obs[rows])
+
+    def update(self, steps: int, recent: int = 0) -> dict[str, float]:
+        """``steps`` gradient steps on batches mixing the ``recent`` latest observations with the
+        whole replay; returns the mean losses (``loss/...``) and the count of skipped steps."""
+        totals: dict[str, float] = {}
+        taken = 0
+        for _ in range(steps):
+            batch = self.store.sample(self.config.batch_size, self.rng, recent, self.config.recent_fraction)
+            rows = finite_rows(batch)
+            if not rows.any():
+                self.skipped += 1
+                continue
+            loss = self.state_model.model.loss(None, self.state_model.scaled(torch.as_tensor(batch.next_obs[rows])))
+            terms = [(loss.model, self.optims[0])]
+            if loss.critic is not None:
+                terms.append((loss.critic, self.optims[1]))
+            if not guarded_step(terms):
+                self.skipped += 1
+                continue
+            taken += 1
+            for name, value in loss.metrics.items():
+                totals[name] = totals.get(name, 0.0) + float(value)
+        metrics = {f"loss/{name}": value / taken for name, value in totals.items()} if taken else {}
+        metrics["skipped_updates"] = float(self.skipped)
+        return metrics
+
+
+def save_state_model(
+    state_model: StateModel, config: RepresentationConfig, folder: str | Path, extra: dict[str, Any] | None = None
+) -> Path:
+    """Write ``state_model`` with the settings it was made with to ``folder`` (created if needed).
+
+    Args:
+        extra: more JSON-able facts to keep in the settings (how it was pretrained).
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    settings = {
+        "format_version": FORMAT_VERSION,
+        "representation": to_dict(config),
+        "observation_space": describe_space(state_model.flattener.space),
+        **(extra or {}),
+    }
+    tensors = {k: v.detach().contiguous().clone() for k, v in state_model.state_dict().items()}
+    for key, value in state_model.stats.state().items():
+        tensors[f"stats.{key}"] = torch.from_numpy(np.ascontiguousarray(value))
+    # temporary names first, so that an interrupted save never leaves half a checkpoint
+    tmp_weights, tmp_settings = folder / (WEIGHTS_FILE + ".tmp"), folder / (SETTINGS_FILE + ".tmp")
+    save_file(tensors, str(tmp_weights))
+    tmp_settings.write_text(json.dumps(settings, indent=2))
+    tmp_weights.replace(folder / WEIGHTS_FILE)
+    tmp_settings.replace(folder / SETTINGS_FILE)
+    return folder
+
+
+def read_settings(folder: str | Path) -> tuple[RepresentationConfig, dict[str, Any]]:
+    """The settings a state-model checkpoint was made with, and its whole settings file.
+
+    Raises:
+        CheckpointError: the folder lacks a file, or the settings are malformed or of another format.
+    """
+    folder = Path(folder)
+    settings_path = folder / SETTINGS_FILE
+    for path in (settings_path, folder / WEIGHTS_FILE):
+        if not path.is_file():
+            raise CheckpointError(
+                f"{path}: missing; a representation checkpoint (ilvm-rl pretrain --out) holds "
+                f"{SETTINGS_FILE} and {WEIGHTS_FILE}"
+            )
+    try:
+        settings = json.loads(settings_path.read_text())
+    except json.JSONDecodeError as error:
+        raise CheckpointError(f"{settings_path}: not valid JSON ({error})") from error
+    if not isinstance(settings, dict) or settings.get("format_version") != FORMAT_VERSION:
+        raise CheckpointError(f"{settings_path}: not a representation checkpoint of format {FORMAT_VERSION}")
+    try:
+        config = from_dict(RepresentationConfig, settings["representation"], f"{settings_path}: representation")
+    except (ConfigError, KeyError) as error:
+        raise CheckpointError(f"{settings_path}: {error}") from error
+    return config, settings
+
+
+def load_state_model_weights(state_model: StateModel, folder: str | Path) -> None:
+    """Load a checkpoint into ``state_model`` (built for the environment's observation space).
+
+    Raises:
+        CheckpointError: a file is missing, or the checkpoint was fitted on another observation space
+            or with other model settings.
+    """
+    config, settings = read_settings(folder)
+    expected = describe_space(state_model.flattener.space)
+    if settings.get("observation_space") != expected:
+        raise CheckpointError(
+            f"{Path(folder) / SETTINGS_FILE}: the state model was pretrained on the observation space "
+            f"{_short(settings.get('observation_space'))}, but the policy observes {_short(expected)}; "
+            f"pretrain on the same environment (and observation wrappers)"
+        )
+    if config.model != state_model.model.config:
+        raise CheckpointError(
+            f"{Path(folder) / SETTINGS_FILE}: pretrained with model settings {to_dict(config.model)}, but the "
+            f"recipe asks for {to_dict(state_model.model.config)}; pretrain with the same recipe"
+        )
+    try:
+        tensors = load_file(str(Path(folder) / WEIGHTS_FILE))
+        state_model.load_state_dict({k: v for k, v in tensors.items() if not k.startswith("stats.")})
+        state_model.stats.load_state(
+            {k.removeprefix("stats."): v.numpy() for k, v in tensors.items() if k.startswith("stats.")}
+        )
+    except (KeyError, RuntimeError, SafetensorError) as error:
+        raise CheckpointError(f"{folder}: cannot restore the state model ({error})") from error
+
+
+def _short(description: Any) -> str:
+    """A space description without its per-value bounds, which make it unreadably long for images."""
+    if isinstance(description, dict):
+        return str({k: _short(v) for k, v in description.items() if k not in ("low", "high")})
+    return str(description)
