@@ -107,10 +107,11 @@ def representation_policy_kwargs(
 
 def extractors(policy: BasePolicy) -> list[ILVMFeaturesExtractor]:
     """The ILVM features extractors of a policy (two when actor and critic do not share one)."""
+    # modules() yields a module once however many attributes hold it (a shared extractor)
     found = [module for module in policy.modules() if isinstance(module, ILVMFeaturesExtractor)]
     if not found:
         raise ValueError("the policy has no ILVMFeaturesExtractor; build it with representation_policy_kwargs(config)")
-    return list({id(module): module for module in found}.values())
+    return found
 
 
 def load_pretrained(policy: BasePolicy, checkpoint: str | Path) -> None:
