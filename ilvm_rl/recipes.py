@@ -68,6 +68,12 @@ class Recipe:
         for name, least in (("n_envs", 1), ("eval_episodes", 1), ("checkpoint_every", 0)):
             if getattr(self, name) < least:
                 raise ValueError(f"{name} must be >= {least}, got {getattr(self, name)}")
+        policy_kwargs = self.algo_kwargs.get("policy_kwargs") or {}
+        if self.representation is not None and "features_extractor_class" in policy_kwargs:
+            raise ValueError(
+                "algo_kwargs.policy_kwargs.features_extractor_class is set, but the representation section "
+                "supplies the features extractor; remove one of them"
+            )
         accepted = set(inspect.signature(ALGORITHMS[self.algo].__init__).parameters) - RESERVED_ALGO_KEYS - {"self"}
         for key in self.algo_kwargs:
             if key not in accepted:

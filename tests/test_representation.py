@@ -226,6 +226,11 @@ def test_recipe_representation_section_is_checked(tmp_path: Path) -> None:
     path.write_text("extends: ppo_ilvm_repr\ndefault:\n  representation:\n    mod: frozen\n")
     with pytest.raises(ConfigError, match=r"recipe\.yaml: default\.representation: unknown key 'mod'"):
         load_recipe(str(path), "ilvm/PixelRoom-v0")
+    path.write_text(
+        "extends: ppo_ilvm_repr\ndefault:\n  algo_kwargs: {policy_kwargs: {features_extractor_class: NatureCNN}}\n"
+    )
+    with pytest.raises(ConfigError, match=r"default: algo_kwargs\.policy_kwargs\.features_extractor_class is set"):
+        load_recipe(str(path), "ilvm/PixelRoom-v0")
     path.write_text("default:\n  representation: {mode: online, model: {objectives: [energy]}}\n")
     with pytest.raises(ConfigError, match=r"default\.representation: .*posterior mean"):
         load_recipe(str(path), "ilvm/PixelRoom-v0")
