@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from gymnasium import spaces
 
-from ilvm_rl.exploration.bonus import BonusModel, BonusScore, ILVMBonus
+from ilvm_rl.exploration.bonus import BonusModel, BonusScore, ILVMBonus, TransitionTarget
 from ilvm_rl.exploration.icm import ICMBonus
 from ilvm_rl.exploration.normalisation import ReturnScaler, RunningMeanStd
 from ilvm_rl.exploration.rnd import RNDBonus
@@ -54,6 +54,11 @@ class ExplorationConfig:
         icm_feature_dim: width of ICM's learned features.
         icm_forward_weight: β of ICM's loss ``(1 − β)·L_inverse + β·L_forward``.
         ensemble_size: transition models in the ensemble of the ``disagreement`` score.
+        transition_target: what the transition models predict: ``delta``, the change of state
+            ``s' − s`` standardised per feature, which keeps slow features visible; or ``next_obs``,
+            ``s'`` scaled like the observations. Noise that does not depend on the state (a TV) has
+            one distribution everywhere as ``next_obs``, so it is learned at once; as ``delta`` the
+            model must also cancel the previous step's noise.
         model: the ILVM's settings (for ``rnd`` and ``icm``, only ``hidden_sizes`` is read).
     """
 
@@ -73,6 +78,7 @@ class ExplorationConfig:
     icm_feature_dim: int = 32
     icm_forward_weight: float = 0.2
     ensemble_size: int = 5
+    transition_target: TransitionTarget = "delta"
     model: ModelConfig = field(default_factory=ModelConfig)
 
     def __post_init__(self) -> None:
@@ -115,7 +121,13 @@ def build_bonus_model(
             config.learning_rate,
         )
     return ILVMBonus(
-        observation_space, action_space, config.score, config.model, config.learning_rate, config.ensemble_size
+        observation_space,
+        action_space,
+        config.score,
+        config.model,
+        config.learning_rate,
+        config.ensemble_size,
+        config.transition_target,
     )
 
 
