@@ -10,16 +10,23 @@ from ilvm_rl.checkpoint import load_explorer, save_explorer
 from ilvm_rl.exploration.explorer import ExplorationConfig, Explorer
 from ilvm_rl.model import ModelConfig
 from ilvm_rl.model.ensemble import ILVMEnsemble
-from ilvm_rl.model.ilvm import energy_distance
 from ilvm_rl.model.optim import GuardedAdam, guarded_step
 
 
-def test_energy_distance_hand_computed_and_zero_for_equal_sets() -> None:
-    first = torch.tensor([[[0.0]], [[2.0]]])  # K=2, B=1, D=1
-    second = torch.tensor([[[1.0]], [[3.0]]])
-    # cross distances |0-1|, |0-3|, |2-1|, |2-3| average 1.5; within each set 2
-    assert torch.allclose(energy_distance(first, second), torch.tensor([2 * 1.5 - 2.0 - 2.0]), atol=1e-5)
-    assert torch.allclose(energy_distance(first, first.clone()), torch.tensor([2 * 1.0 - 2.0 - 2.0]), atol=1e-5)
+def test_disagreement_is_unbiased_where_members_agree() -> None:
+    torch.manual_seed(0)
+    ensemble = ILVMEnsemble(2, 3, ModelConfig(objectives=("energy",), latent_dim=3), size=2)
+    ensemble.members[1].load_state_dict(ensemble.members[0].state_dict())
+    ensemble.members[0].prior_net[-1].bias.data[3:] += 1.0  # a broad, random outcome: wide latents
+    ensemble.members[1].load_state_dict(ensemble.members[0].state_dict())
+    context = torch.randn(4000, 2)
+    scores = ensemble.disagreement(context, k=4)
+    # identical members: the spread of 4-sample means alone would make the naive estimate positive
+    with torch.no_grad():
+        samples = torch.stack([member.sample(context, 4) for member in ensemble.members])
+    naive = samples.mean(1).var(0).sum(-1)
+    assert float(naive.mean()) > 10 * float(scores.std()) / len(scores) ** 0.5
+    assert abs(float(scores.mean())) < 4 * float(scores.std()) / len(scores) ** 0.5
 
 
 def test_disagreement_fades_on_learned_randomness_and_stays_on_the_unseen(rng: np.random.Generator) -> None:
