@@ -143,6 +143,7 @@ class ILVMBonus(BonusModel):
         model_config: architecture and objectives of the ILVM (of every member of an ensemble).
         learning_rate: Adam step size for the model (and critic).
         ensemble_size: members of the ensemble, for ``disagreement`` only.
+        ensemble_samples: samples each member draws per transition to score ``disagreement``.
         transition_target: what a transition model predicts: ``delta``, the change ``s' − s``
             standardised per feature, or ``next_obs``, ``s'`` scaled like the observations.
     """
@@ -155,6 +156,7 @@ class ILVMBonus(BonusModel):
         model_config: ModelConfig | None = None,
         learning_rate: float = 1e-3,
         ensemble_size: int = 5,
+        ensemble_samples: int = 64,
         transition_target: TransitionTarget = "delta",
     ):
         super().__init__(observation_space, action_space)
@@ -164,6 +166,7 @@ class ILVMBonus(BonusModel):
         self.score_kind: BonusScore = score
         self.state_model = score == "novelty"
         self.transition_target: TransitionTarget = transition_target
+        self.ensemble_samples = ensemble_samples
         self.obs_norm = ObservationNormaliser(self.observation_space)
         self.delta_stats = RunningMeanStd((self.obs_dim,))
         context_dim = 0 if self.state_model else self.obs_dim + self.action_encoder.dim
@@ -198,7 +201,7 @@ class ILVMBonus(BonusModel):
         context, target = self.model_inputs(batch)
         if isinstance(self.model, ILVMEnsemble):
             assert context is not None  # an ensemble is always a transition model
-            return self.model.disagreement(context, self.model.config.n_samples)
+            return self.model.disagreement(context, self.ensemble_samples)
         return self.model.score(self.score_kind, context, target)  # type: ignore[arg-type]
 
     def _loss_terms(self, batch: TransitionBatch) -> tuple[LossTerms, dict[str, torch.Tensor]]:

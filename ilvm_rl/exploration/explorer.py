@@ -54,6 +54,9 @@ class ExplorationConfig:
         icm_feature_dim: width of ICM's learned features.
         icm_forward_weight: β of ICM's loss ``(1 − β)·L_inverse + β·L_forward``.
         ensemble_size: transition models in the ensemble of the ``disagreement`` score.
+        ensemble_samples: samples each member draws per transition to score ``disagreement``:
+            the members' means are estimated from them, and on a noisy TV the estimate's spread
+            (which pays nothing on average but jolts the policy) falls as 1/ensemble_samples.
         transition_target: what the transition models predict: ``delta``, the change of state
             ``s' − s`` standardised per feature, which keeps slow features visible; or ``next_obs``,
             ``s'`` scaled like the observations. Noise that does not depend on the state (a TV) has
@@ -78,6 +81,7 @@ class ExplorationConfig:
     icm_feature_dim: int = 32
     icm_forward_weight: float = 0.2
     ensemble_size: int = 5
+    ensemble_samples: int = 64
     transition_target: TransitionTarget = "delta"
     model: ModelConfig = field(default_factory=ModelConfig)
 
@@ -99,6 +103,10 @@ class ExplorationConfig:
             raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
         if self.scale_memory is not None and self.scale_memory < 1:
             raise ValueError(f"scale_memory must be >= 1 or null, got {self.scale_memory}")
+        if self.ensemble_samples < 2:
+            raise ValueError(
+                f"ensemble_samples must be >= 2 (a sample variance needs two), got {self.ensemble_samples}"
+            )
         if self.ensemble_size < 2:
             raise ValueError(f"ensemble_size must be >= 2 (members disagree in pairs), got {self.ensemble_size}")
         if self.method == "ilvm" and self.score != "disagreement":
@@ -127,6 +135,7 @@ def build_bonus_model(
         config.model,
         config.learning_rate,
         config.ensemble_size,
+        config.ensemble_samples,
         config.transition_target,
     )
 
