@@ -16,6 +16,10 @@ from torch import nn
 
 from ilvm_rl.model.ilvm import ILVM, ModelConfig, ModelLoss
 
+SPREAD_FLOOR = 1e-3
+"""Added to the predicted variance of a (normalised) target dimension before dividing by it, so that
+dimensions the members predict as deterministic do not turn tiny disagreements into huge bonuses."""
+
 
 class ILVMEnsemble(nn.Module):
     """``size`` independently initialised ILVMs of one architecture, trained on the same data.
@@ -58,21 +62,24 @@ class ILVMEnsemble(nn.Module):
 
     @torch.no_grad()
     def disagreement(self, context: torch.Tensor, k: int) -> torch.Tensor:
-        """How far apart the members' mean predictions are, shape ``(B,)``.
+        """How far apart the members' mean predictions are, relative to the spread they predict, ``(B,)``.
 
-        The variance across members of their sample means, summed over target dimensions, minus
-        its part that comes from estimating each mean from ``k`` samples (the members' average
-        sample variance over ``k``). That makes it unbiased: zero in expectation where the members
-        agree on the mean, however random the outcome, and possibly slightly negative; it is not
-        clipped. Means are compared rather than whole distributions because a member's error in the
-        shape of a broad distribution (a TV's noise) never vanishes and would pay forever, while
-        means of learned noise converge.
+        Per target dimension: the variance across members of their sample means (less the part
+        that comes from estimating each mean from ``k`` samples, so that it is zero in expectation
+        where the members agree), divided by the members' average sample variance plus
+        :data:`SPREAD_FLOOR`; summed over dimensions. For Gaussian outcomes ``½ log(1 + ratio)`` is
+        the information the outcome carries about which member is right; the ratio keeps its
+        ordering without a log. Dividing by the predicted spread is what makes a noisy TV stop
+        paying: each member's mean of learned noise keeps jittering with the stochastic gradient,
+        so an unnormalised disagreement stays higher on noise than on any learned deterministic
+        transition, while relative to the noise's own variance that jitter is negligible. The value
+        may be slightly negative and is not clipped.
 
         Args:
             context: ``(B, context_dim)``.
             k: samples drawn from each member per context, at least 2.
         """
         samples = torch.stack([member.sample(context, k) for member in self._members()])  # (M, k, B, D)
-        between = samples.mean(1).var(0).sum(-1)
-        within = samples.var(1).mean(0).sum(-1) / k
-        return between - within
+        within = samples.var(1).mean(0)
+        between = samples.mean(1).var(0) - within / k
+        return (between / (within + SPREAD_FLOOR)).sum(-1)
