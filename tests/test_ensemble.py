@@ -7,7 +7,9 @@ from gymnasium import spaces
 from test_model import bimodal_batch
 
 from ilvm_rl.checkpoint import load_explorer, save_explorer
+from ilvm_rl.exploration.bonus import ILVMBonus
 from ilvm_rl.exploration.explorer import ExplorationConfig, Explorer
+from ilvm_rl.exploration.store import TransitionBatch
 from ilvm_rl.model import ModelConfig
 from ilvm_rl.model.ensemble import ILVMEnsemble
 from ilvm_rl.model.optim import GuardedAdam, guarded_step
@@ -66,3 +68,14 @@ def test_disagreement_module_round_trips_through_its_checkpoint(tmp_path, rng: n
     restored = load_explorer(tmp_path / "module", obs_space, spaces.Discrete(2))
     for before, after in zip(explorer.bonus_model.parameters(), restored.bonus_model.parameters(), strict=True):
         assert torch.equal(before, after)
+
+
+def test_next_obs_target_is_the_scaled_next_observation(rng: np.random.Generator) -> None:
+    obs_space = spaces.Box(-2.0, 2.0, (3,), dtype=np.float32)
+    bonus = ILVMBonus(obs_space, spaces.Discrete(2), "disagreement", ensemble_size=2, transition_target="next_obs")
+    obs = rng.uniform(-2, 2, size=(5, 3)).astype(np.float32)
+    batch = TransitionBatch(obs, np.zeros((5, 1), np.float32), obs[::-1].copy(), np.zeros(5, bool), np.zeros(5, bool))
+    context, target = bonus.model_inputs(batch)
+    assert context is not None and context.shape == (5, 3 + 2)
+    np.testing.assert_allclose(target.numpy(), obs[::-1] / 2.0, rtol=1e-6)
+    assert bonus.score(batch).shape == (5,)
