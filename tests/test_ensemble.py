@@ -17,7 +17,7 @@ from ilvm_rl.model.optim import GuardedAdam, guarded_step
 
 def test_disagreement_is_near_zero_where_members_agree_and_grows_where_they_differ() -> None:
     torch.manual_seed(0)
-    ensemble = ILVMEnsemble(2, 3, ModelConfig(objectives=("energy",), latent_dim=3), size=2)
+    ensemble = ILVMEnsemble(2, 3, ModelConfig(objectives=("energy",), latent_dim=3), size=2, anchor_scale=0.0)
     ensemble.members[0].prior_net[-1].bias.data[3:] += 1.0  # a broad, random outcome: wide latents
     ensemble.members[1].load_state_dict(ensemble.members[0].state_dict())
     context = torch.randn(4000, 2)

@@ -144,6 +144,7 @@ class ILVMBonus(BonusModel):
         learning_rate: Adam step size for the model (and critic).
         ensemble_size: members of the ensemble, for ``disagreement`` only.
         ensemble_samples: samples each member draws per transition to score ``disagreement``.
+        ensemble_anchor_scale: weight of each member's fixed random anchor (see :class:`ILVMEnsemble`).
         transition_target: what a transition model predicts: ``delta``, the change ``s' − s``
             standardised per feature, or ``next_obs``, ``s'`` scaled like the observations.
     """
@@ -157,6 +158,7 @@ class ILVMBonus(BonusModel):
         learning_rate: float = 1e-3,
         ensemble_size: int = 5,
         ensemble_samples: int = 64,
+        ensemble_anchor_scale: float = 1.0,
         transition_target: TransitionTarget = "delta",
     ):
         super().__init__(observation_space, action_space)
@@ -171,7 +173,7 @@ class ILVMBonus(BonusModel):
         self.delta_stats = RunningMeanStd((self.obs_dim,))
         context_dim = 0 if self.state_model else self.obs_dim + self.action_encoder.dim
         self.model: ILVM | ILVMEnsemble = (
-            ILVMEnsemble(context_dim, self.obs_dim, model_config, ensemble_size)
+            ILVMEnsemble(context_dim, self.obs_dim, model_config, ensemble_size, ensemble_anchor_scale)
             if score == "disagreement"
             else ILVM(context_dim, self.obs_dim, model_config)
         )

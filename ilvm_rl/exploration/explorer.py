@@ -57,6 +57,9 @@ class ExplorationConfig:
         ensemble_samples: samples each member draws per transition to score ``disagreement``:
             the members' means are estimated from them, and on a noisy TV the estimate's spread
             (which pays nothing on average but jolts the policy) falls as 1/ensemble_samples.
+        ensemble_anchor_scale: weight of the fixed random function of the context that anchors each
+            member's output (randomised prior functions): members then disagree wherever data are
+            missing instead of extrapolating alike; 0 turns anchors off.
         transition_target: what the transition models predict: ``delta``, the change of state
             ``s' − s`` standardised per feature, which keeps slow features visible; or ``next_obs``,
             ``s'`` scaled like the observations. Noise that does not depend on the state (a TV) has
@@ -82,6 +85,7 @@ class ExplorationConfig:
     icm_forward_weight: float = 0.2
     ensemble_size: int = 5
     ensemble_samples: int = 64
+    ensemble_anchor_scale: float = 1.0
     transition_target: TransitionTarget = "delta"
     model: ModelConfig = field(default_factory=ModelConfig)
 
@@ -107,6 +111,8 @@ class ExplorationConfig:
             raise ValueError(
                 f"ensemble_samples must be >= 2 (a sample variance needs two), got {self.ensemble_samples}"
             )
+        if self.ensemble_anchor_scale < 0:
+            raise ValueError(f"ensemble_anchor_scale must be >= 0, got {self.ensemble_anchor_scale}")
         if self.ensemble_size < 2:
             raise ValueError(f"ensemble_size must be >= 2 (members disagree in pairs), got {self.ensemble_size}")
         if self.method == "ilvm" and self.score != "disagreement":
@@ -136,6 +142,7 @@ def build_bonus_model(
         config.learning_rate,
         config.ensemble_size,
         config.ensemble_samples,
+        config.ensemble_anchor_scale,
         config.transition_target,
     )
 
