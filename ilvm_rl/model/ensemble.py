@@ -84,18 +84,19 @@ class ILVMEnsemble(nn.Module):
 
     @torch.no_grad()
     def disagreement(self, context: torch.Tensor, k: int) -> torch.Tensor:
-        """How far apart the members' mean predictions are, relative to the spread they predict, ``(B,)``.
+        """Information the outcome would give about which member is right, ``(B,)`` nats.
 
-        Per target dimension: the variance across members of their sample means (less the part
-        that comes from estimating each mean from ``k`` samples, so that it is zero in expectation
-        where the members agree), divided by the members' average sample variance plus
-        :data:`SPREAD_FLOOR`; summed over dimensions. For Gaussian outcomes ``½ log(1 + ratio)`` is
-        the information the outcome carries about which member is right; the ratio keeps its
-        ordering without a log. Dividing by the predicted spread is what makes a noisy TV stop
-        paying: each member's mean of learned noise keeps jittering with the stochastic gradient,
-        so an unnormalised disagreement stays higher on noise than on any learned deterministic
-        transition, while relative to the noise's own variance that jitter is negligible. The value
-        may be slightly negative and is not clipped.
+        Per target dimension, with Gaussian outcomes: ``½ log(1 + between / within)``, where
+        ``between`` is the variance across members of their sample means (less the part that comes
+        from estimating each mean from ``k`` samples, so that it is zero in expectation where the
+        members agree) and ``within`` is the members' average sample variance plus
+        :data:`SPREAD_FLOOR`; summed over dimensions. Dividing by the predicted spread is what makes
+        a noisy TV stop paying: each member's mean of learned noise keeps jittering with the
+        stochastic gradient, so a plain variance of means stays higher on noise than on any learned
+        deterministic transition, while relative to the noise's own variance that jitter is
+        negligible. The log keeps the untrained ensemble's huge first disagreements from dwarfing
+        every later bonus in the running reward scale. It may be slightly negative (down to
+        ``½ log(1 − 1/k)`` per dimension) and is not clipped.
 
         Args:
             context: ``(B, context_dim)``.
@@ -106,4 +107,4 @@ class ILVMEnsemble(nn.Module):
         )  # (M, k, B, D)
         within = samples.var(1).mean(0)
         between = samples.mean(1).var(0) - within / k
-        return (between / (within + SPREAD_FLOOR)).sum(-1)
+        return 0.5 * torch.log1p(between / (within + SPREAD_FLOOR)).sum(-1)
