@@ -23,7 +23,7 @@ from torch import nn
 from ilvm_rl.model.ilvm import ILVM, ModelConfig, ModelLoss
 from ilvm_rl.model.networks import mlp
 
-SPREAD_FLOOR = 1e-3
+SPREAD_FLOOR = 1e-2
 """Added to the predicted variance of a (normalised) target dimension before dividing by it, so that
 dimensions the members predict as deterministic do not turn tiny disagreements into huge bonuses."""
 
