@@ -7,19 +7,27 @@ from gymnasium import spaces
 from test_model import bimodal_batch
 
 from ilvm_rl.checkpoint import load_explorer, save_explorer
+from ilvm_rl.exploration.bonus import ILVMBonus
 from ilvm_rl.exploration.explorer import ExplorationConfig, Explorer
+from ilvm_rl.exploration.store import TransitionBatch
 from ilvm_rl.model import ModelConfig
 from ilvm_rl.model.ensemble import ILVMEnsemble
-from ilvm_rl.model.ilvm import energy_distance
 from ilvm_rl.model.optim import GuardedAdam, guarded_step
 
 
-def test_energy_distance_hand_computed_and_zero_for_equal_sets() -> None:
-    first = torch.tensor([[[0.0]], [[2.0]]])  # K=2, B=1, D=1
-    second = torch.tensor([[[1.0]], [[3.0]]])
-    # cross distances |0-1|, |0-3|, |2-1|, |2-3| average 1.5; within each set 2
-    assert torch.allclose(energy_distance(first, second), torch.tensor([2 * 1.5 - 2.0 - 2.0]), atol=1e-5)
-    assert torch.allclose(energy_distance(first, first.clone()), torch.tensor([2 * 1.0 - 2.0 - 2.0]), atol=1e-5)
+def test_disagreement_is_near_zero_where_members_agree_and_grows_where_they_differ() -> None:
+    torch.manual_seed(0)
+    ensemble = ILVMEnsemble(2, 3, ModelConfig(objectives=("energy",), latent_dim=3), size=2, anchor_scale=0.0)
+    ensemble.members[0].prior_net[-1].bias.data[3:] += 1.0  # a broad, random outcome: wide latents
+    ensemble.members[1].load_state_dict(ensemble.members[0].state_dict())
+    context = torch.randn(4000, 2)
+    agree = ensemble.disagreement(context, k=16)
+    # identical members: only the spread of the 16-sample means is left, and it is subtracted
+    assert abs(float(agree.mean())) < 4 * float(agree.std()) / len(agree) ** 0.5
+    assert abs(float(agree.mean())) < 0.05
+    ensemble.members[1].decoder[-1].bias.data += 0.5  # the same spread around another mean
+    differ = ensemble.disagreement(context, k=16)
+    assert float(differ.mean()) > 0.2
 
 
 def test_disagreement_fades_on_learned_randomness_and_stays_on_the_unseen(rng: np.random.Generator) -> None:
@@ -60,3 +68,14 @@ def test_disagreement_module_round_trips_through_its_checkpoint(tmp_path, rng: n
     restored = load_explorer(tmp_path / "module", obs_space, spaces.Discrete(2))
     for before, after in zip(explorer.bonus_model.parameters(), restored.bonus_model.parameters(), strict=True):
         assert torch.equal(before, after)
+
+
+def test_next_obs_target_is_the_scaled_next_observation(rng: np.random.Generator) -> None:
+    obs_space = spaces.Box(-2.0, 2.0, (3,), dtype=np.float32)
+    bonus = ILVMBonus(obs_space, spaces.Discrete(2), "disagreement", ensemble_size=2, transition_target="next_obs")
+    obs = rng.uniform(-2, 2, size=(5, 3)).astype(np.float32)
+    batch = TransitionBatch(obs, np.zeros((5, 1), np.float32), obs[::-1].copy(), np.zeros(5, bool), np.zeros(5, bool))
+    context, target = bonus.model_inputs(batch)
+    assert context is not None and context.shape == (5, 3 + 2)
+    np.testing.assert_allclose(target.numpy(), obs[::-1] / 2.0, rtol=1e-6)
+    assert bonus.score(batch).shape == (5,)

@@ -20,6 +20,7 @@ from ilvm_rl.model.optim import GuardedAdam, guarded_step
 
 ADVERSARIAL_BETAS = (0.5, 0.9)
 LossTerms = Sequence[tuple[torch.Tensor, GuardedAdam]]
+TransitionTarget = Literal["delta", "next_obs"]
 BonusScore = Literal[Score, "disagreement"]
 """The model scores of :meth:`ILVM.score`, and ``disagreement`` of an :class:`ILVMEnsemble`."""
 
@@ -146,6 +147,10 @@ class ILVMBonus(BonusModel):
         model_config: architecture and objectives of the ILVM (of every member of an ensemble).
         learning_rate: Adam step size for the model (and critic).
         ensemble_size: members of the ensemble, for ``disagreement`` only.
+        ensemble_samples: samples each member draws per transition to score ``disagreement``.
+        ensemble_anchor_scale: weight of each member's fixed random anchor (see :class:`ILVMEnsemble`).
+        transition_target: what a transition model predicts: ``delta``, the change ``s' − s``
+            standardised per feature, or ``next_obs``, ``s'`` scaled like the observations.
     """
 
     def __init__(
@@ -156,6 +161,9 @@ class ILVMBonus(BonusModel):
         model_config: ModelConfig | None = None,
         learning_rate: float = 1e-3,
         ensemble_size: int = 5,
+        ensemble_samples: int = 64,
+        ensemble_anchor_scale: float = 1.0,
+        transition_target: TransitionTarget = "delta",
     ):
         super().__init__(observation_space, action_space)
         model_config = model_config or ModelConfig()
@@ -163,11 +171,13 @@ class ILVMBonus(BonusModel):
             model_config.check_score(score)
         self.score_kind: BonusScore = score
         self.state_model = score == "novelty"
+        self.transition_target: TransitionTarget = transition_target
+        self.ensemble_samples = ensemble_samples
         self.obs_norm = ObservationNormaliser(self.observation_space)
         self.delta_stats = RunningMeanStd((self.obs_dim,))
         context_dim = 0 if self.state_model else self.obs_dim + self.action_encoder.dim
         self.model: ILVM | ILVMEnsemble = (
-            ILVMEnsemble(context_dim, self.obs_dim, model_config, ensemble_size)
+            ILVMEnsemble(context_dim, self.obs_dim, model_config, ensemble_size, ensemble_anchor_scale)
             if score == "disagreement"
             else ILVM(context_dim, self.obs_dim, model_config, self.flattener.layout)
         )
@@ -187,6 +197,8 @@ class ILVMBonus(BonusModel):
         if self.state_model:
             return None, self.tensor(self.obs_norm(batch.next_obs))
         context = np.concatenate([self.obs_norm(batch.obs), self.action_encoder.encode(batch.actions)], axis=1)
+        if self.transition_target == "next_obs":
+            return self.tensor(context), self.tensor(self.obs_norm(batch.next_obs))
         # predicting the change of state, standardised per feature, keeps slow features visible
         delta = (batch.next_obs - batch.obs - self.delta_stats.mean) / self.delta_stats.std
         return self.tensor(context), self.tensor(delta)
@@ -195,7 +207,7 @@ class ILVMBonus(BonusModel):
         context, target = self.model_inputs(batch)
         if isinstance(self.model, ILVMEnsemble):
             assert context is not None  # an ensemble is always a transition model
-            return self.model.disagreement(context, self.model.config.n_samples)
+            return self.model.disagreement(context, self.ensemble_samples)
         return self.model.score(self.score_kind, context, target)  # type: ignore[arg-type]
 
     def _loss_terms(self, batch: TransitionBatch) -> tuple[LossTerms, dict[str, torch.Tensor]]:

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from gymnasium import spaces
 
-from ilvm_rl.exploration.bonus import BonusModel, BonusScore, ILVMBonus
+from ilvm_rl.exploration.bonus import BonusModel, BonusScore, ILVMBonus, TransitionTarget
 from ilvm_rl.exploration.icm import ICMBonus
 from ilvm_rl.exploration.normalisation import ReturnScaler, RunningMeanStd
 from ilvm_rl.exploration.rnd import RNDBonus
@@ -54,6 +54,17 @@ class ExplorationConfig:
         icm_feature_dim: width of ICM's learned features.
         icm_forward_weight: β of ICM's loss ``(1 − β)·L_inverse + β·L_forward``.
         ensemble_size: transition models in the ensemble of the ``disagreement`` score.
+        ensemble_samples: samples each member draws per transition to score ``disagreement``:
+            the members' means are estimated from them, and on a noisy TV the estimate's spread
+            (which pays nothing on average but jolts the policy) falls as 1/ensemble_samples.
+        ensemble_anchor_scale: weight of the fixed random function of the context that anchors each
+            member's output (randomised prior functions): members then disagree wherever data are
+            missing instead of extrapolating alike; 0 turns anchors off.
+        transition_target: what the transition models predict: ``delta``, the change of state
+            ``s' − s`` standardised per feature, which keeps slow features visible; or ``next_obs``,
+            ``s'`` scaled like the observations. Noise that does not depend on the state (a TV) has
+            one distribution everywhere as ``next_obs``, so it is learned at once; as ``delta`` the
+            model must also cancel the previous step's noise.
         model: the ILVM's settings (for ``rnd`` and ``icm``, only ``hidden_sizes`` is read).
     """
 
@@ -73,6 +84,9 @@ class ExplorationConfig:
     icm_feature_dim: int = 32
     icm_forward_weight: float = 0.2
     ensemble_size: int = 5
+    ensemble_samples: int = 64
+    ensemble_anchor_scale: float = 1.0
+    transition_target: TransitionTarget = "delta"
     model: ModelConfig = field(default_factory=ModelConfig)
 
     def __post_init__(self) -> None:
@@ -93,6 +107,12 @@ class ExplorationConfig:
             raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
         if self.scale_memory is not None and self.scale_memory < 1:
             raise ValueError(f"scale_memory must be >= 1 or null, got {self.scale_memory}")
+        if self.ensemble_samples < 2:
+            raise ValueError(
+                f"ensemble_samples must be >= 2 (a sample variance needs two), got {self.ensemble_samples}"
+            )
+        if self.ensemble_anchor_scale < 0:
+            raise ValueError(f"ensemble_anchor_scale must be >= 0, got {self.ensemble_anchor_scale}")
         if self.ensemble_size < 2:
             raise ValueError(f"ensemble_size must be >= 2 (members disagree in pairs), got {self.ensemble_size}")
         if self.method == "ilvm" and self.score != "disagreement":
@@ -115,7 +135,15 @@ def build_bonus_model(
             config.learning_rate,
         )
     return ILVMBonus(
-        observation_space, action_space, config.score, config.model, config.learning_rate, config.ensemble_size
+        observation_space,
+        action_space,
+        config.score,
+        config.model,
+        config.learning_rate,
+        config.ensemble_size,
+        config.ensemble_samples,
+        config.ensemble_anchor_scale,
+        config.transition_target,
     )
 
 

@@ -328,20 +328,6 @@ def energy_score(samples: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return to_target - 0.5 * _pairwise_mean(samples, power=1)
 
 
-def energy_distance(first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
-    """Unbiased energy distance ``2E‖X − Y‖ − E‖X − X′‖ − E‖Y − Y′‖`` between two sample sets, per example.
-
-    Args:
-        first: samples of X, ``(K, B, D)``.
-        second: samples of Y, ``(K′, B, D)``.
-
-    Returns:
-        ``(B,)``; zero in expectation when X and Y have the same distribution.
-    """
-    cross = ((first.unsqueeze(1) - second.unsqueeze(0)).pow(2).sum(-1) + 1e-12).sqrt().mean((0, 1))
-    return 2 * cross - _pairwise_mean(first, power=1) - _pairwise_mean(second, power=1)
-
-
 def excess_error(samples: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """``E_k‖x − x̂_k‖² − E_{k≠k′}‖x̂_k − x̂_k′‖²``; samples ``(K, B, D)``, target ``(B, D)`` to ``(B,)``."""
     return (samples - target).pow(2).sum(-1).mean(0) - _pairwise_mean(samples, power=2)
