@@ -13,26 +13,26 @@ from .layout import GridEnv, Layout
 TVKind = Literal["none", "action", "place"]
 
 NAVIGATION_ART = """
-    #################################
-    #TT.....#...............#.......#
-    #TT.....#.......#.......#.......#
-    #.......#.......#.......#.......#
-    #S......#.......#.......#......G#
-    #.......#.......#.......#.......#
-    #.......#.......#.......#.......#
-    #...............#...............#
-    #################################
+    #########################
+    #TT.....#...............#
+    #TT.....#.......#.......#
+    #.......#.......#.......#
+    #S......#.......#......G#
+    #.......#.......#.......#
+    #.......#.......#.......#
+    #...............#.......#
+    #########################
 """
-"""The hall: start ``S`` and goal ``G`` at either end of the middle row, three partitions between them
-whose gaps alternate bottom, top, bottom (a shortest route of 48 moves); the place TV ``T`` two
-moves above the start, off the shortest route."""
+"""The hall: start ``S`` and goal ``G`` at either end of the middle row, two partitions between them
+with the gap of the first in the bottom row and of the second in the top row (a shortest route of 34
+moves); the place TV ``T`` two moves above the start, off the shortest route."""
 
 TV_ACTION = 4
 """The action that switches the action TV on (a no-op without it); 0-3 move up, right, down, left."""
 
 
 class NoisyTVEnv(GridEnv):
-    """Walk across a 7 x 31 hall through three partitions to a goal 48 moves away, past a noisy TV or none.
+    """Walk across a 7 x 23 hall through two partitions to a goal 34 moves away, past a noisy TV or none.
 
     The agent starts at the left end of the middle row; the goal is at the right end of the same row.
     The partitions' gaps alternate between the bottom and the top row, so no constant direction (the

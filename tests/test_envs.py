@@ -155,7 +155,7 @@ def test_the_shortest_route_ignores_the_tv_and_pays_one(env_id: str) -> None:
     layout = navigation.layout
     route = shortest_route(layout)
     max_steps = gym.spec(env_id).max_episode_steps
-    assert max_steps is not None and len(route) == 48 < max_steps
+    assert max_steps is not None and len(route) == 34 < max_steps
     env.reset(seed=0)
     for index, action in enumerate(route):
         _, reward, terminated, truncated, info = env.step(action)
