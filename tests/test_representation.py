@@ -196,7 +196,7 @@ def test_a_checkpoint_for_another_space_or_model_is_refused(checkpoint: Path, tm
 
 
 @pytest.mark.parametrize("dict_obs", [False, True], ids=["image", "dict"])
-@pytest.mark.parametrize("score", ["novelty", "excess_error"])
+@pytest.mark.parametrize("score", ["novelty", "excess_error", "disagreement"])
 def test_image_and_dict_observations_through_the_bonus(dict_obs: bool, score: str) -> None:
     # SB3's own Dict extractor reads images by NatureCNN, too big for a toy image: use ours
     model = ppo(tiny("finetune"), dict_obs=dict_obs)

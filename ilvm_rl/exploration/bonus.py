@@ -177,7 +177,9 @@ class ILVMBonus(BonusModel):
         self.delta_stats = RunningMeanStd((self.obs_dim,))
         context_dim = 0 if self.state_model else self.obs_dim + self.action_encoder.dim
         self.model: ILVM | ILVMEnsemble = (
-            ILVMEnsemble(context_dim, self.obs_dim, model_config, ensemble_size, ensemble_anchor_scale)
+            ILVMEnsemble(
+                context_dim, self.obs_dim, model_config, ensemble_size, ensemble_anchor_scale, self.flattener.layout
+            )
             if score == "disagreement"
             else ILVM(context_dim, self.obs_dim, model_config, self.flattener.layout)
         )

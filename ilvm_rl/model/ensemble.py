@@ -22,6 +22,7 @@ from torch import nn
 
 from ilvm_rl.model.ilvm import ILVM, ModelConfig, ModelLoss
 from ilvm_rl.model.networks import mlp
+from ilvm_rl.model.observations import ObservationLayout
 
 SPREAD_FLOOR = 1e-2
 """Added to the predicted variance of a (normalised) target dimension before dividing by it, so that
@@ -37,16 +38,25 @@ class ILVMEnsemble(nn.Module):
         config: settings shared by every member.
         size: number of members, at least 2.
         anchor_scale: weight of each member's fixed random anchor ``a_m(c)``; 0 turns anchors off.
+        layout: the parts of the target (images, named vectors); None for a plain vector.
     """
 
-    def __init__(self, context_dim: int, target_dim: int, config: ModelConfig, size: int, anchor_scale: float = 1.0):
+    def __init__(
+        self,
+        context_dim: int,
+        target_dim: int,
+        config: ModelConfig,
+        size: int,
+        anchor_scale: float = 1.0,
+        layout: ObservationLayout | None = None,
+    ):
         super().__init__()
         self.config = config
         if size < 2:
             raise ValueError(f"an ensemble needs at least 2 members to disagree, got size={size}")
         if anchor_scale < 0:
             raise ValueError(f"anchor_scale must be >= 0, got {anchor_scale}")
-        self.members = nn.ModuleList(ILVM(context_dim, target_dim, config) for _ in range(size))
+        self.members = nn.ModuleList(ILVM(context_dim, target_dim, config, layout) for _ in range(size))
         self.anchor_scale = anchor_scale
         self.anchors = nn.ModuleList(mlp(context_dim, config.hidden_sizes, target_dim) for _ in range(size))
         self.anchors.requires_grad_(False)
