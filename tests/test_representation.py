@@ -169,6 +169,10 @@ def test_online_mode_trains_the_model_by_its_own_objective() -> None:
     assert changed(before, state_model, "model.posterior_net") and changed(before, state_model, "model.decoder")
     # the unbounded vector part is standardised by statistics of the replay
     assert changed(before, state_model, "half_width")
+    # the module's own objective, without the RL loss, reaches the encoder (CNN and posterior MLP)
+    before = weights(state_model)
+    callback.trainer.update(1)
+    assert changed(before, state_model, "model.target_reader") and changed(before, state_model, "model.posterior_net")
 
 
 def test_pretraining_checkpoint_round_trip(checkpoint: Path, tmp_path: Path) -> None:
