@@ -34,7 +34,8 @@ class ExplorationConfig:
             (random network distillation) or ``icm`` (intrinsic curiosity module).
         score: for ``ilvm``, which model score becomes the bonus: ``excess_error``,
             ``latent_surprise``, ``novelty`` (state model), ``density_ratio`` or ``disagreement``
-            (energy distance between the samples of an ensemble of transition models).
+            (how far apart the mean predictions of an ensemble of transition models are, relative
+            to the spread they predict; see :class:`ilvm_rl.model.ensemble.ILVMEnsemble`).
         coef: coefficient β on the scaled bonus.
         coef_final: if set, β decays linearly from ``coef`` to this value over the run.
         gamma: discount of the intrinsic return whose running std scales the bonus.
