@@ -79,3 +79,32 @@ def test_next_obs_target_is_the_scaled_next_observation(rng: np.random.Generator
     assert context is not None and context.shape == (5, 3 + 2)
     np.testing.assert_allclose(target.numpy(), obs[::-1] / 2.0, rtol=1e-6)
     assert bonus.score(batch).shape == (5,)
+
+
+def test_bottleneck_stops_noise_in_the_context_from_looking_novel() -> None:
+    """A context input that predicts nothing (a TV's noise in the last observation) still makes every
+    context novel to members that read it; through the bottleneck it is dropped."""
+
+    def batch(n: int, noise_scale: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+        place = torch.rand(n, 1) * 2 - 1
+        noise = (torch.rand(n, 1) * 2 - 1) * noise_scale
+        return torch.cat([place, noise], dim=1), torch.sin(3 * place)
+
+    config = ModelConfig(objectives=("energy",), latent_dim=2, hidden_sizes=(32, 32), n_samples=8)
+    disagreement_on_louder_noise = {}
+    for bottleneck_dim in (0, 4):
+        torch.manual_seed(0)
+        ensemble = ILVMEnsemble(2, 1, config, size=3, bottleneck_dim=bottleneck_dim, bottleneck_weight=1e-2)
+        optim = GuardedAdam(ensemble.model_parameters(), 3e-3)
+        for _ in range(300):
+            assert guarded_step([(ensemble.loss(*batch(256)).model, optim)])
+        louder_noise, _ = batch(1000, noise_scale=3.0)
+        disagreement_on_louder_noise[bottleneck_dim] = float(ensemble.disagreement(louder_noise, 32).mean())
+        if bottleneck_dim:
+            assert "bottleneck_kl" in ensemble.loss(*batch(8)).metrics
+    assert disagreement_on_louder_noise[4] < 0.3 * disagreement_on_louder_noise[0]
+
+
+def test_bottleneck_settings_are_checked_naming_the_key() -> None:
+    with pytest.raises(ValueError, match="ensemble_bottleneck_dim"):
+        ExplorationConfig(score="disagreement", ensemble_bottleneck_dim=-1)

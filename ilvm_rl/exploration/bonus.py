@@ -151,6 +151,9 @@ class ILVMBonus(BonusModel):
         ensemble_anchor_scale: weight of each member's fixed random anchor (see :class:`ILVMEnsemble`).
         transition_target: what a transition model predicts: ``delta``, the change ``s' − s``
             standardised per feature, or ``next_obs``, ``s'`` scaled like the observations.
+        ensemble_bottleneck_dim: width of the ensemble's shared stochastic code of the context;
+            0 lets the members read the context itself (see :class:`ILVMEnsemble`).
+        ensemble_bottleneck_weight: weight of that code's KL to ``N(0, I)``.
     """
 
     def __init__(
@@ -164,6 +167,8 @@ class ILVMBonus(BonusModel):
         ensemble_samples: int = 64,
         ensemble_anchor_scale: float = 1.0,
         transition_target: TransitionTarget = "delta",
+        ensemble_bottleneck_dim: int = 0,
+        ensemble_bottleneck_weight: float = 0.001,
     ):
         super().__init__(observation_space, action_space)
         model_config = model_config or ModelConfig()
@@ -178,7 +183,14 @@ class ILVMBonus(BonusModel):
         context_dim = 0 if self.state_model else self.obs_dim + self.action_encoder.dim
         self.model: ILVM | ILVMEnsemble = (
             ILVMEnsemble(
-                context_dim, self.obs_dim, model_config, ensemble_size, ensemble_anchor_scale, self.flattener.layout
+                context_dim,
+                self.obs_dim,
+                model_config,
+                ensemble_size,
+                ensemble_anchor_scale,
+                self.flattener.layout,
+                ensemble_bottleneck_dim,
+                ensemble_bottleneck_weight,
             )
             if score == "disagreement"
             else ILVM(context_dim, self.obs_dim, model_config, self.flattener.layout)

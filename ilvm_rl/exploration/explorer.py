@@ -61,6 +61,11 @@ class ExplorationConfig:
         ensemble_anchor_scale: weight of the fixed random function of the context that anchors each
             member's output (randomised prior functions): members then disagree wherever data are
             missing instead of extrapolating alike; 0 turns anchors off.
+        ensemble_bottleneck_dim: width of a shared stochastic code of the context that the members
+            and their anchors read instead of the context (a variational information bottleneck);
+            it learns to drop context inputs that do not predict the outcome, such as a TV's noise
+            in the previous observation. 0 turns it off.
+        ensemble_bottleneck_weight: weight of the code's KL to ``N(0, I)`` against each member's loss.
         transition_target: what the transition models predict: ``delta``, the change of state
             ``s' − s`` standardised per feature, which keeps slow features visible; or ``next_obs``,
             ``s'`` scaled like the observations. Noise that does not depend on the state (a TV) has
@@ -87,6 +92,8 @@ class ExplorationConfig:
     ensemble_size: int = 5
     ensemble_samples: int = 64
     ensemble_anchor_scale: float = 1.0
+    ensemble_bottleneck_dim: int = 0
+    ensemble_bottleneck_weight: float = 0.001
     transition_target: TransitionTarget = "delta"
     model: ModelConfig = field(default_factory=ModelConfig)
 
@@ -114,6 +121,9 @@ class ExplorationConfig:
             )
         if self.ensemble_anchor_scale < 0:
             raise ValueError(f"ensemble_anchor_scale must be >= 0, got {self.ensemble_anchor_scale}")
+        for name in ("ensemble_bottleneck_dim", "ensemble_bottleneck_weight"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.ensemble_size < 2:
             raise ValueError(f"ensemble_size must be >= 2 (members disagree in pairs), got {self.ensemble_size}")
         if self.method == "ilvm" and self.score != "disagreement":
@@ -145,6 +155,8 @@ def build_bonus_model(
         config.ensemble_samples,
         config.ensemble_anchor_scale,
         config.transition_target,
+        config.ensemble_bottleneck_dim,
+        config.ensemble_bottleneck_weight,
     )
 
 
