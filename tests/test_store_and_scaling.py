@@ -83,6 +83,14 @@ def test_coefficient_decays_linearly() -> None:
     assert [explorer.coefficient(p) for p in (0.0, 0.5, 1.0, 2.0)] == [2.0, 1.0, 0.0, 0.0]
 
 
+def test_coefficient_reaches_its_final_value_at_coef_final_at() -> None:
+    config = ExplorationConfig(coef=2.0, coef_final=0.0, coef_final_at=0.5)
+    explorer = Explorer(config, OBS_SPACE, spaces.Discrete(2), n_envs=1)
+    assert [explorer.coefficient(p) for p in (0.0, 0.25, 0.5, 0.9)] == [2.0, 1.0, 0.0, 0.0]
+    with pytest.raises(ValueError, match="coef_final_at"):
+        ExplorationConfig(coef_final_at=0.0)
+
+
 @pytest.mark.parametrize("center", [True, False])
 def test_centring_removes_the_pay_for_staying_alive(center: bool, rng: np.random.Generator) -> None:
     explorer = Explorer(ExplorationConfig(center=center), OBS_SPACE, spaces.Discrete(2), n_envs=2)

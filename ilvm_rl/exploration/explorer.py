@@ -38,6 +38,9 @@ class ExplorationConfig:
             to the spread they predict; see :class:`ilvm_rl.model.ensemble.ILVMEnsemble`).
         coef: coefficient β on the scaled bonus.
         coef_final: if set, β decays linearly from ``coef`` to this value over the run.
+        coef_final_at: share of the run, in (0, 1], at which β reaches ``coef_final`` and stays; below
+            1 the rest of the run trains on the task's reward alone, which lets a policy that has
+            found a sparse goal settle on it instead of on whatever still pays a bonus.
         gamma: discount of the intrinsic return whose running std scales the bonus.
         scale_memory: intrinsic returns the running std remembers (older ones fade out); null
             remembers all of them, as the original RND recipe does.
@@ -78,6 +81,7 @@ class ExplorationConfig:
     score: BonusScore = "novelty"
     coef: float = 1.0
     coef_final: float | None = None
+    coef_final_at: float = 1.0
     gamma: float = 0.99
     scale_memory: int | None = 10_000
     center: bool = False
@@ -100,6 +104,8 @@ class ExplorationConfig:
     def __post_init__(self) -> None:
         if self.method not in ("ilvm", "rnd", "icm"):
             raise ValueError(f"method: unknown method {self.method!r}; accepted: 'ilvm', 'rnd', 'icm'")
+        if not 0.0 < self.coef_final_at <= 1.0:
+            raise ValueError(f"coef_final_at must lie in (0, 1], got {self.coef_final_at}")
         if not 0.0 <= self.gamma < 1.0:
             raise ValueError(f"gamma must lie in [0, 1), got {self.gamma}")
         if not 0.0 <= self.recent_fraction <= 1.0:
@@ -228,7 +234,8 @@ class Explorer:
         """β after a share ``progress`` in [0, 1] of the run."""
         if self.config.coef_final is None:
             return self.config.coef
-        return self.config.coef + (self.config.coef_final - self.config.coef) * min(max(progress, 0.0), 1.0)
+        decayed = min(max(progress / self.config.coef_final_at, 0.0), 1.0)
+        return self.config.coef + (self.config.coef_final - self.config.coef) * decayed
 
     def rollout_bonus(self, progress: float) -> tuple[np.ndarray, dict[str, float]]:
         """Intrinsic rewards of the steps observed since the last call.
