@@ -50,7 +50,8 @@ class Recipe:
         exploration: the exploration module, or null for none.
         representation: the representation module (the ILVM state model as the policy's features
             extractor), or null for the policy's own extractor.
-        eval_episodes: episodes of the final deterministic evaluation.
+        eval_episodes: episodes of the final evaluation.
+        eval_deterministic: evaluate the arg-max policy (true) or the sampled one, as it trained (false).
         checkpoint_every: save model and module every this many steps (0: only at the end).
     """
 
@@ -62,6 +63,7 @@ class Recipe:
     exploration: ExplorationConfig | None = None
     representation: RepresentationConfig | None = None
     eval_episodes: int = 10
+    eval_deterministic: bool = True
     checkpoint_every: int = 0
 
     def __post_init__(self) -> None:

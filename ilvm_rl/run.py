@@ -11,7 +11,7 @@ A run folder ``runs/<env>__<agent>__<seed>__<time>/`` holds::
     exploration/       the exploration module checkpoint (safetensors + JSON)
     representation/    the state model this run pretrained for its features extractor (frozen and
                        finetune modes without a checkpoint of their own; safetensors + JSON)
-    eval.json          final evaluation: deterministic policy, separate env, extrinsic return
+    eval.json          final evaluation: arg-max or sampled policy (eval_deterministic), separate env, extrinsic return
     results.json       summary: steps to threshold, solved, final return, share of steps on a noisy
                        TV (tasks that report one), steps per second
 """
@@ -392,13 +392,18 @@ def observation_wrapper(env_id: str, recipe: Recipe) -> Callable[[gym.Env], gym.
 
 
 def evaluate(model: Any, env_id: str, seed: int, recipe: Recipe) -> dict[str, Any]:
-    """Deterministic policy on a separate, differently seeded env; extrinsic return only."""
+    """The policy (arg-max or sampled, by the recipe) on a separate, differently seeded env; extrinsic
+    return only."""
     eval_env = gym.make(env_id)
     wrapper = observation_wrapper(env_id, recipe)
     eval_env = Monitor(wrapper(eval_env) if wrapper else eval_env)
     eval_env.reset(seed=seed + EVAL_SEED_OFFSET)
     returns, lengths = evaluate_policy(
-        model, eval_env, n_eval_episodes=recipe.eval_episodes, deterministic=True, return_episode_rewards=True
+        model,
+        eval_env,
+        n_eval_episodes=recipe.eval_episodes,
+        deterministic=recipe.eval_deterministic,
+        return_episode_rewards=True,
     )
     eval_env.close()
     assert isinstance(returns, list) and isinstance(lengths, list)  # return_episode_rewards=True
@@ -407,7 +412,7 @@ def evaluate(model: Any, env_id: str, seed: int, recipe: Recipe) -> dict[str, An
         "std_return": float(np.std(returns)),
         "returns": [float(r) for r in returns],
         "lengths": [int(n) for n in lengths],
-        "deterministic": True,
+        "deterministic": recipe.eval_deterministic,
     }
 
 

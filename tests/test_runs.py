@@ -191,3 +191,22 @@ def test_the_share_of_steps_on_a_noisy_tv_is_recorded(tmp_path: Path) -> None:
     # an untrained policy picks the TV action about one step in five
     assert 0.1 < results["ilvm/NoisyTVAction-v0"]["tv_share"] < 0.3
     assert results["CartPole-v1"]["tv_share"] is None
+
+
+@pytest.mark.parametrize("deterministic", [True, False])
+def test_final_evaluation_uses_the_policy_the_recipe_asks_for(deterministic: bool) -> None:
+    from ilvm_rl.recipes import Recipe
+    from ilvm_rl.run import evaluate
+
+    class RecordingPolicy:
+        def __init__(self) -> None:
+            self.flags: set[bool] = set()
+
+        def predict(self, observation, state=None, episode_start=None, deterministic=False):
+            self.flags.add(deterministic)
+            return np.zeros(len(observation), dtype=np.int64), state
+
+    policy = RecordingPolicy()
+    recipe = Recipe(eval_episodes=1, eval_deterministic=deterministic)
+    evaluation = evaluate(policy, "MountainCar-v0", seed=0, recipe=recipe)
+    assert policy.flags == {deterministic} and evaluation["deterministic"] is deterministic

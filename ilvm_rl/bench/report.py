@@ -166,8 +166,9 @@ def write_reports(
         f"# Benchmark {bench_dir.name}",
         "",
         f"Steps to threshold: the first environment step at which the mean extrinsic return of the last 10 "
-        f"training episodes reaches the task's threshold. Final eval return: deterministic policy on a "
-        f"separate environment after the budget. IQM and probability of improvement: rliable, 95% "
+        f"training episodes reaches the task's threshold. Final eval return: the policy after the budget on a "
+        f"separate environment, arg-max or sampled as the recipe's eval_deterministic says (arg-max by "
+        f"default). IQM and probability of improvement: rliable, 95% "
         f"stratified bootstrap ({BOOTSTRAP_REPS} resamples, fixed random state).",
         "",
         tables,
