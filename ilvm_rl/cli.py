@@ -194,8 +194,11 @@ def bench(args: argparse.Namespace, command: str) -> int:
         suite, name = load_suite(args.suite), Path(args.suite).stem
     else:
         suite, name = single_task_suite(args.env, args.steps), args.env.replace("/", "-")
+    bench_name = args.name or name
+    if args.readme:  # a missing section fails now, not after hours of runs
+        surrounding_section(args.readme, f"bench:{bench_name}")
     result = run_grid(
-        args.name or name,
+        bench_name,
         args.agents,
         suite,
         list(range(args.seeds)),
@@ -209,7 +212,7 @@ def bench(args: argparse.Namespace, command: str) -> int:
         command=command,
     )
     if args.readme:
-        replace_section(args.readme, f"bench:{result.bench_dir.name}", result.report)
+        replace_section(args.readme, f"bench:{bench_name}", result.report)
     print((result.bench_dir / "results.md").read_text())
     print(f"results: {result.bench_dir}")
     return 1 if result.failed else 0
@@ -274,15 +277,28 @@ def world_model(args: argparse.Namespace, command: str) -> None:
     print(f"{table}\nresults: {folder}")
 
 
-def replace_section(path: Path, marker: str, text: str) -> None:
-    """Put ``text`` between ``<!-- marker -->`` and ``<!-- /marker -->`` in ``path``."""
-    content = path.read_text()
+def surrounding_section(path: Path, marker: str) -> tuple[str, str]:
+    """The text of ``path`` before ``<!-- marker -->`` and after ``<!-- /marker -->``.
+
+    Raises:
+        ConfigError: if the file cannot be read or lacks either marker.
+    """
     opening, closing = f"<!-- {marker} -->", f"<!-- /{marker} -->"
+    try:
+        content = path.read_text()
+    except OSError as error:
+        raise ConfigError(f"{path}: cannot read it to write the tables into ({error.strerror})") from error
     if opening not in content or closing not in content:
         raise ConfigError(f"{path}: no section {opening} ... {closing} to write the tables into")
     head, rest = content.split(opening, 1)
-    _, tail = rest.split(closing, 1)
-    path.write_text(f"{head}{opening}\n{text}\n{closing}{tail}")
+    return head, rest.split(closing, 1)[1]
+
+
+def replace_section(path: Path, marker: str, text: str) -> None:
+    """Put ``text`` between ``<!-- marker -->`` and ``<!-- /marker -->`` in ``path`` (read afresh, so
+    edits made while a grid ran are kept)."""
+    head, tail = surrounding_section(path, marker)
+    path.write_text(f"{head}<!-- {marker} -->\n{text}\n<!-- /{marker} -->{tail}")
 
 
 if __name__ == "__main__":

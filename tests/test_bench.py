@@ -187,3 +187,14 @@ def test_bench_command_writes_tables_into_the_readme(local_grid, tmp_path: Path)
     assert text.startswith("intro\n<!-- bench:tiny -->\n**CartPole-v1**")
     assert text.endswith("<!-- /bench:tiny -->\noutro\n")
     assert "STALE TABLE" not in text and result.report in text
+
+
+def test_bench_refuses_a_readme_without_its_section_before_running_anything(tmp_path: Path, capsys) -> None:
+    readme = tmp_path / "README.md"
+    readme.write_text("intro\n<!-- bench:other -->\n<!-- /bench:other -->\n")
+    args = ["bench", "--agents", "ppo", "--env", "CartPole-v1", "--steps", "64", "--runs-dir", str(tmp_path / "runs")]
+    assert main([*args, "--name", "tiny", "--readme", str(readme)]) == 2
+    assert "no section <!-- bench:tiny -->" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()
+    assert main([*args, "--name", "tiny", "--readme", str(tmp_path / "missing.md")]) == 2
+    assert "missing.md: cannot read it" in capsys.readouterr().err
