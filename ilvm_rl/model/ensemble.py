@@ -17,7 +17,9 @@ every time, and every anchor must be cancelled over the whole noise cube. With a
 members and anchors read a shared stochastic code of the context instead, trained with the members
 and penalised by its KL to ``N(0, I)`` (a variational information bottleneck): inputs that tell the
 members nothing about the outcome cost KL and pay nothing, so the code learns to drop them, and a
-noisy context looks like any other context at the same place.
+noisy context looks like any other context at the same place. The code also blurs contexts that are
+merely near each other, which weakens novelty: on our navigation hall it cost more seeds without a
+TV than it won with one (README, "Benchmark: noisy TV").
 """
 
 from __future__ import annotations
