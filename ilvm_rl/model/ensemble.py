@@ -85,14 +85,18 @@ class ILVMEnsemble(nn.Module):
         self.anchors = nn.ModuleList(mlp(member_input, config.hidden_sizes, target_dim) for _ in range(size))
         self.anchors.requires_grad_(False)
 
-    def _code(self, context: torch.Tensor, sample: bool) -> tuple[torch.Tensor, torch.Tensor]:
-        """What the members read, ``(B, ·)``, and its KL to ``N(0, I)`` averaged over the batch: the
-        context itself (KL 0) without a bottleneck, else a draw of the code (its mean if not ``sample``)."""
+    def _sampled_code(self, context: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """For training: what the members read, ``(B, ·)``, and its KL to ``N(0, I)`` averaged over
+        the batch; the context itself (KL 0) without a bottleneck, else a draw of the code."""
         if self.bottleneck is None:
             return context, context.new_zeros(())
         mean, log_std = split_gaussian(self.bottleneck(context))
         kl = gaussian_kl(mean, log_std, torch.zeros_like(mean), torch.zeros_like(log_std)).sum(-1).mean()
-        return (mean + torch.exp(log_std) * torch.randn_like(mean) if sample else mean), kl
+        return mean + torch.exp(log_std) * torch.randn_like(mean), kl
+
+    def _mean_code(self, context: torch.Tensor) -> torch.Tensor:
+        """For scoring: the context itself without a bottleneck, else the code's mean."""
+        return context if self.bottleneck is None else split_gaussian(self.bottleneck(context))[0]
 
     def _anchor(self, index: int, context: torch.Tensor) -> torch.Tensor:
         """``scale · a_m(c)`` of member ``index``, ``(B, target_dim)``; zeros without a context."""
@@ -116,7 +120,7 @@ class ILVMEnsemble(nn.Module):
         """Members' losses summed (each member's gradient is its own, the bottleneck's is shared) plus
         the bottleneck's weighted KL once per member; metrics averaged over members."""
         context = target.new_zeros(target.shape[0], 0) if context is None else context
-        code, kl = self._code(context, sample=True)
+        code, kl = self._sampled_code(context)
         losses = [member.loss(code, target - self._anchor(index, code)) for index, member in enumerate(self._members())]
         critics = [loss.critic for loss in losses if loss.critic is not None]
         metrics = {name: torch.stack([loss.metrics[name] for loss in losses]).mean() for name in losses[0].metrics}
@@ -148,7 +152,7 @@ class ILVMEnsemble(nn.Module):
             context: ``(B, context_dim)``.
             k: samples drawn from each member per context, at least 2.
         """
-        code, _ = self._code(context, sample=False)
+        code = self._mean_code(context)
         samples = torch.stack(
             [member.sample(code, k) + self._anchor(index, code) for index, member in enumerate(self._members())]
         )  # (M, k, B, D)
