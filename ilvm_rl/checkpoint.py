@@ -1,7 +1,8 @@
 """Checkpoints of the exploration module: tensors in safetensors, settings in JSON, no pickle.
 
-A checkpoint folder holds ``weights.safetensors`` (model and optimiser tensors, running statistics,
-the replay) and ``settings.json`` (format version, module settings, the spaces it was built for).
+A checkpoint folder holds ``weights.safetensors`` (bonus model, intrinsic value function and their
+optimisers, running statistics, the replay, the module's random stream) and ``settings.json`` (format
+version, module settings, the spaces it was built for).
 """
 
 from __future__ import annotations
@@ -17,9 +18,12 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from ilvm_rl.config import ConfigError, from_dict, to_dict
+from ilvm_rl.exploration.bonus import BonusModel
 from ilvm_rl.exploration.explorer import ExplorationConfig, Explorer
+from ilvm_rl.exploration.streams import IntrinsicCritic
 
-FORMAT_VERSION = 1
+# 2: the intrinsic value function, the module's torch random stream, statistics by part
+FORMAT_VERSION = 2
 WEIGHTS_FILE, SETTINGS_FILE = "weights.safetensors", "settings.json"
 
 
@@ -46,20 +50,27 @@ def describe_space(space: spaces.Space) -> dict[str, Any]:
     return {"type": type(space).__name__, "repr": repr(space)}
 
 
+def _trained_parts(explorer: Explorer) -> dict[str, BonusModel | IntrinsicCritic]:
+    """The module's networks by checkpoint prefix; each has weights, optimisers and statistics."""
+    return {"model": explorer.bonus_model, "int_value": explorer.int_critic}
+
+
 def _arrays(explorer: Explorer) -> dict[str, torch.Tensor]:
-    tensors = {f"model.{k}": v.detach().clone() for k, v in explorer.bonus_model.state_dict().items()}
-    for name, optim in explorer.bonus_model.optimisers().items():
-        for index, state in optim.optimizer.state_dict()["state"].items():
-            for key, value in state.items():
-                tensors[f"optim.{name}.{index}.{key}"] = torch.as_tensor(value).clone()
+    tensors: dict[str, torch.Tensor] = {}
     numpy_state: dict[str, np.ndarray] = {}
-    for name, stats in explorer.bonus_model.statistics().items():
-        numpy_state.update({f"stats.{name}.{k}": v for k, v in stats.state().items()})
+    for prefix, part in _trained_parts(explorer).items():
+        tensors.update({f"{prefix}.{k}": v.detach().clone() for k, v in part.state_dict().items()})
+        for name, optim in part.optimisers().items():
+            for index, state in optim.optimizer.state_dict()["state"].items():
+                for key, value in state.items():
+                    tensors[f"optim.{name}.{index}.{key}"] = torch.as_tensor(value).clone()
+        for name, stats in part.statistics().items():
+            numpy_state.update({f"stats.{prefix}.{name}.{k}": v for k, v in stats.state().items()})
     numpy_state.update({f"scaler.{k}": v for k, v in explorer.scaler.state().items()})
-    numpy_state.update({f"raw_stats.{k}": v for k, v in explorer.raw_stats.state().items()})
     numpy_state.update({f"store.{k}": v for k, v in explorer.store.state().items()})
     numpy_state["int_episode_returns"] = explorer.int_episode_returns
     tensors.update({k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in numpy_state.items()})
+    tensors["torch_rng_state"] = explorer.torch_rng_state.clone()
     return tensors
 
 
@@ -90,26 +101,28 @@ def _prefixed(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, np.nda
 
 
 def _restore(explorer: Explorer, tensors: dict[str, torch.Tensor], settings: dict[str, Any]) -> None:
-    model = explorer.bonus_model
-    model.load_state_dict({k.removeprefix("model."): v for k, v in tensors.items() if k.startswith("model.")})
-    for name, optim in model.optimisers().items():
-        state: dict[int, dict[str, torch.Tensor]] = {}
-        for key, value in tensors.items():
-            if key.startswith(f"optim.{name}."):
-                index, field = key.removeprefix(f"optim.{name}.").split(".", 1)
-                state.setdefault(int(index), {})[field] = value
-        groups = optim.optimizer.state_dict()["param_groups"]
-        optim.optimizer.load_state_dict({"state": state, "param_groups": groups})
-    for name, stats in model.statistics().items():
-        stats.load_state(_prefixed(tensors, f"stats.{name}."))
+    for prefix, part in _trained_parts(explorer).items():
+        part.load_state_dict(
+            {k.removeprefix(f"{prefix}."): v for k, v in tensors.items() if k.startswith(f"{prefix}.")}
+        )
+        for name, optim in part.optimisers().items():
+            state: dict[int, dict[str, torch.Tensor]] = {}
+            for key, value in tensors.items():
+                if key.startswith(f"optim.{name}."):
+                    index, field = key.removeprefix(f"optim.{name}.").split(".", 1)
+                    state.setdefault(int(index), {})[field] = value
+            groups = optim.optimizer.state_dict()["param_groups"]
+            optim.optimizer.load_state_dict({"state": state, "param_groups": groups})
+        for name, stats in part.statistics().items():
+            stats.load_state(_prefixed(tensors, f"stats.{prefix}.{name}."))
     scaler_state = _prefixed(tensors, "scaler.")
     if explorer.n_envs == settings["n_envs"]:
         explorer.int_episode_returns = tensors["int_episode_returns"].numpy().astype(np.float64)
     else:  # per-env running returns cannot be mapped onto another number of envs; the scale can
         scaler_state["returns"] = explorer.scaler.returns
     explorer.scaler.load_state(scaler_state)
-    explorer.raw_stats.load_state(_prefixed(tensors, "raw_stats."))
     explorer.store.load_state(_prefixed(tensors, "store."))
+    explorer.torch_rng_state = tensors["torch_rng_state"].clone()
     explorer.counters.update(settings.get("counters", {}))
     explorer.rng.bit_generator.state = settings["rng_state"]
 

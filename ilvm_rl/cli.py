@@ -39,7 +39,7 @@ def parse_overrides(pairs: Sequence[str]) -> dict[str, Any]:
     for pair in pairs:
         key, sep, raw = pair.partition("=")
         if not sep or not key:
-            raise ConfigError(f"--set {pair!r}: expected KEY=VALUE, e.g. exploration.coef=0.5")
+            raise ConfigError(f"--set {pair!r}: expected KEY=VALUE, e.g. exploration.int_coef=0.5")
         node = overrides
         *parents, leaf = key.split(".")
         for part in parents:
@@ -70,7 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="override a recipe setting, e.g. --set exploration.coef=0.5 (repeatable)",
+        help="override a recipe setting, e.g. --set exploration.int_coef=0.5 (repeatable)",
     )
     train_parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 

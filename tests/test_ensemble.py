@@ -62,12 +62,15 @@ def test_disagreement_module_round_trips_through_its_checkpoint(tmp_path, rng: n
     for _ in range(8):
         obs = rng.uniform(-1, 1, size=(2, 3)).astype(np.float32)
         explorer.observe(obs, rng.integers(2, size=2), obs * 0.5, np.zeros(2, bool), np.zeros(2, bool))
-    explorer.rollout_bonus(progress=0.0)
+    explorer.rollout_advantages(progress=0.0, last_obs=obs)
     assert "loss/energy" in explorer.update(recent=16)
     save_explorer(explorer, tmp_path / "module")
     restored = load_explorer(tmp_path / "module", obs_space, spaces.Discrete(2))
-    for before, after in zip(explorer.bonus_model.parameters(), restored.bonus_model.parameters(), strict=True):
-        assert torch.equal(before, after)
+    for part in ("bonus_model", "int_critic"):
+        trained, loaded = getattr(explorer, part), getattr(restored, part)
+        for before, after in zip(trained.parameters(), loaded.parameters(), strict=True):
+            assert torch.equal(before, after)
+    assert torch.equal(explorer.torch_rng_state, restored.torch_rng_state)
 
 
 def test_next_obs_target_is_the_scaled_next_observation(rng: np.random.Generator) -> None:

@@ -1,4 +1,6 @@
-"""The bonus reaches SB3's returns exactly like the extrinsic reward does."""
+"""The intrinsic stream reaches SB3's advantages as designed, and the task's stream stays SB3's own."""
+
+import dataclasses
 
 import numpy as np
 import pytest
@@ -6,13 +8,14 @@ import torch
 from gymnasium import spaces
 from gymnasium.wrappers import TimeLimit
 from stable_baselines3 import A2C, PPO
-from stable_baselines3.common.buffers import RolloutBuffer
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 from stable_baselines3.common.env_util import make_vec_env
+from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 from toy_envs import CounterEnv
 
 from ilvm_rl import ExplorationCallback, ExplorationConfig, ModelConfig
-from ilvm_rl.sb3.callback import add_bonus_and_recompute
+from ilvm_rl.config import ConfigError
+from ilvm_rl.exploration.streams import non_episodic_gae
 
 TINY_MODEL = ModelConfig(objectives=("energy", "elbo"), latent_dim=2, hidden_sizes=(16,), n_samples=4)
 TINY = ExplorationConfig(
@@ -20,61 +23,86 @@ TINY = ExplorationConfig(
 )
 
 
-def make_buffer(rewards, values, episode_starts, gamma=0.9, gae_lambda=0.8) -> RolloutBuffer:
-    n_steps = len(rewards)
-    buffer = RolloutBuffer(n_steps, spaces.Box(-1, 1, (1,)), spaces.Discrete(2), gamma=gamma, gae_lambda=gae_lambda)
-    for reward, value, start in zip(rewards, values, episode_starts, strict=True):
-        buffer.add(
-            np.zeros((1, 1)),
-            np.zeros((1, 1)),
-            np.array([reward]),
-            np.array([start]),
-            torch.tensor([value]),
-            torch.zeros(1),
-        )
-    return buffer
-
-
-def test_gae_with_bonus_matches_a_hand_computed_example() -> None:
-    gamma, lam = 0.9, 0.8
-    buffer = make_buffer([1.0, 0.0, 2.0], [0.5, 1.0, 0.0], [1.0, 0.0, 0.0], gamma, lam)
-    bonus = np.array([[0.5], [1.0], [0.0]], dtype=np.float32)
-    add_bonus_and_recompute(buffer, bonus, torch.tensor([3.0]), np.array([False]))
-    # rewards with bonus: 1.5, 1.0, 2.0; last value 3.0 bootstraps the final step
-    delta2 = 2.0 + gamma * 3.0 - 0.0
-    delta1 = 1.0 + gamma * 0.0 - 1.0
-    delta0 = 1.5 + gamma * 1.0 - 0.5
-    adv2 = delta2
-    adv1 = delta1 + gamma * lam * adv2
-    adv0 = delta0 + gamma * lam * adv1
-    np.testing.assert_allclose(buffer.advantages[:, 0], [adv0, adv1, adv2], rtol=1e-5)
-    np.testing.assert_allclose(buffer.returns[:, 0], [adv0 + 0.5, adv1 + 1.0, adv2], rtol=1e-5)
-
-
-def test_bonus_at_t_changes_the_advantage_at_t_minus_1_but_not_across_an_episode_start() -> None:
-    values, starts = [0.0, 0.0, 0.0, 0.0], [1.0, 0.0, 0.0, 1.0]
-    plain = make_buffer([0.0] * 4, values, starts)
-    add_bonus_and_recompute(plain, np.zeros((4, 1), dtype=np.float32), torch.zeros(1), np.array([False]))
-    bonused = make_buffer([0.0] * 4, values, starts)
-    bonus = np.zeros((4, 1), dtype=np.float32)
-    bonus[2] = 1.0
-    add_bonus_and_recompute(bonused, bonus, torch.zeros(1), np.array([False]))
-    change = bonused.advantages[:, 0] - plain.advantages[:, 0]
-    np.testing.assert_allclose(change, [0.9 * 0.8 * 0.9 * 0.8, 0.9 * 0.8, 1.0, 0.0], rtol=1e-5)
-
-
-class RewardSpy(BaseCallback):
-    """Copies the rollout buffer's rewards at rollout end (placed before and after the bonus)."""
+class BufferSpy(BaseCallback):
+    """Copies the rollout buffer's rewards, advantages and returns at rollout end (placed before and
+    after the exploration callback)."""
 
     def __init__(self):
         super().__init__()
         self.rewards: list[np.ndarray] = []
+        self.advantages: list[np.ndarray] = []
+        self.returns: list[np.ndarray] = []
 
     def _on_step(self) -> bool:
         return True
 
     def _on_rollout_end(self) -> None:
-        self.rewards.append(self.locals["rollout_buffer"].rewards.copy())
+        buffer = self.locals["rollout_buffer"]
+        self.rewards.append(buffer.rewards.copy())
+        self.advantages.append(buffer.advantages.copy())
+        self.returns.append(buffer.returns.copy())
+
+
+def test_non_episodic_gae_matches_a_hand_computed_example() -> None:
+    gamma, lam = 0.9, 0.8
+    rewards = np.array([[1.0], [0.0], [2.0]])
+    values = np.array([[0.5], [1.0], [0.0]])
+    advantages = non_episodic_gae(rewards, values, np.array([3.0]), gamma, lam)
+    delta2, delta1, delta0 = 2.0 + 0.9 * 3.0 - 0.0, 0.0 + 0.9 * 0.0 - 1.0, 1.0 + 0.9 * 1.0 - 0.5
+    adv2 = delta2
+    adv1 = delta1 + gamma * lam * adv2
+    adv0 = delta0 + gamma * lam * adv1
+    np.testing.assert_allclose(advantages[:, 0], [adv0, adv1, adv2], rtol=1e-6)
+
+
+def two_stream_envs() -> DummyVecEnv:
+    """Env 0 terminates every 2 steps; env 1 is cut by a time limit every 3 steps (CounterEnv's
+    observation is the step count, 0 after a reset)."""
+    return DummyVecEnv([lambda: CounterEnv(length=2), lambda: TimeLimit(CounterEnv(length=10), max_episode_steps=3)])
+
+
+def test_intrinsic_stream_runs_through_terminations_truncations_and_rollouts() -> None:
+    gamma, lam, n_steps = 0.9, 0.8, 4
+    config = dataclasses.replace(TINY, int_gamma=gamma, int_gae_lambda=lam, int_coef=0.5, ext_coef=2.0)
+    model = PPO("MlpPolicy", two_stream_envs(), n_steps=n_steps, batch_size=8, n_epochs=1, seed=0, device="cpu")
+    exploration = ExplorationCallback(config, seed=0)
+    before, after = BufferSpy(), BufferSpy()
+
+    class KnownStream(BaseCallback):
+        """Replaces the module's score, scale and V_int by known functions of the step count."""
+
+        def _on_step(self) -> bool:
+            return True
+
+        def _on_training_start(self) -> None:
+            explorer = exploration.explorer
+            explorer.bonus_model.score = lambda batch: batch.next_obs[:, 0].astype(np.float32)
+            explorer.scaler.scale = lambda raw: raw.astype(np.float32)
+            explorer.int_critic.values = lambda obs: (0.1 * obs[:, 0]).astype(np.float32)
+
+    model.learn(3 * n_steps * 2, callback=CallbackList([KnownStream(), before, exploration, after]))
+    # step counts of the obs each action was taken in, per env, over the three rollouts: the
+    # rewards are the counts the steps led to (2 at env 0's terminations, 3 at env 1's truncations)
+    counts = np.array([[0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1], [0, 1, 2, 0, 1, 2, 0, 1, 2, 0, 1, 2]]).T
+    rewards = np.array([[1, 2] * 6, [1, 2, 3] * 4], dtype=np.float64).T
+    # the next value is that of the next observation, a reset one (count 0) after an episode end, and
+    # after a rollout's last step that of the observation the next rollout starts from
+    next_counts = np.vstack([counts[1:], [[0, 0]]])
+    deltas = rewards + gamma * 0.1 * next_counts - 0.1 * counts
+    for rollout in range(3):
+        rows = slice(rollout * n_steps, (rollout + 1) * n_steps)
+        expected = np.zeros((n_steps, 2))
+        running = np.zeros(2)
+        for step in reversed(range(n_steps)):
+            running = deltas[rows][step] + gamma * lam * running
+            expected[step] = running
+        ext = before.advantages[rollout]
+        np.testing.assert_allclose(after.advantages[rollout], 2.0 * ext + 0.5 * expected, rtol=1e-5, atol=1e-6)
+        # the task's stream is SB3's: rewards and returns (the value head's targets) are untouched
+        np.testing.assert_array_equal(after.rewards[rollout], before.rewards[rollout])
+        np.testing.assert_array_equal(after.returns[rollout], before.returns[rollout])
+    assert exploration.explorer.store.latest(2 * n_steps).terminated.any()
+    assert exploration.explorer.store.latest(2 * n_steps).truncated.any()
 
 
 def test_terminal_observation_is_scored_and_timeouts_still_bootstrap() -> None:
@@ -91,7 +119,7 @@ def test_terminal_observation_is_scored_and_timeouts_still_bootstrap() -> None:
         policy_kwargs={"net_arch": [8]},
         device="cpu",
     )
-    before, after = RewardSpy(), RewardSpy()
+    before, after = BufferSpy(), BufferSpy()
     exploration = ExplorationCallback(TINY, seed=0)
     scored = []
 
@@ -115,8 +143,77 @@ def test_terminal_observation_is_scored_and_timeouts_still_bootstrap() -> None:
         # the store holds the terminal observation (count 3), not the reset one (count 0)
         np.testing.assert_array_equal(rollout.next_obs[ends, 0], 3.0)
         np.testing.assert_array_equal(rollout.next_obs[~ends, 0], rollout.obs[~ends, 0] + 1)
-    for plain, with_bonus in zip(before.rewards, after.rewards, strict=True):
-        assert np.all(np.isfinite(with_bonus)) and not np.allclose(plain, with_bonus)
+    for plain, mixed in zip(before.advantages, after.advantages, strict=True):
+        assert np.all(np.isfinite(mixed)) and not np.allclose(2.0 * plain, mixed)
+
+
+def test_the_module_reads_original_observations_under_vec_normalize() -> None:
+    env = VecNormalize(two_stream_envs(), norm_obs=True, norm_reward=True)
+    model = PPO("MlpPolicy", env, n_steps=6, batch_size=12, n_epochs=1, seed=0, device="cpu")
+    exploration = ExplorationCallback(TINY, seed=0)
+    model.learn(24, callback=exploration)
+    stored = exploration.explorer.store.latest(24)
+    # raw step counts, as CounterEnv returns them: whole numbers, terminal ones at episode ends
+    np.testing.assert_array_equal(stored.obs[:, 1], 1.0)
+    np.testing.assert_array_equal(stored.obs[:, 0], np.round(stored.obs[:, 0]))
+    ends = stored.terminated | stored.truncated
+    np.testing.assert_array_equal(stored.next_obs[~ends, 0], stored.obs[~ends, 0] + 1)
+    assert set(stored.next_obs[stored.terminated, 0]) == {2.0} and set(stored.next_obs[stored.truncated, 0]) == {3.0}
+
+
+def test_a_module_with_no_weight_leaves_the_agent_unchanged() -> None:
+    """The module draws from random streams of its own: with β = 0 and ext_coef = 1 PPO learns
+    exactly what it learns without the module."""
+    trained = []
+    for callback in (None, ExplorationCallback(dataclasses.replace(TINY, int_coef=0.0, ext_coef=1.0), seed=0)):
+        model = PPO("MlpPolicy", two_stream_envs(), n_steps=8, batch_size=8, n_epochs=2, seed=0, device="cpu")
+        model.learn(48, callback=callback)
+        trained.append(torch.cat([p.detach().flatten() for p in model.policy.parameters()]))
+    assert torch.equal(trained[0], trained[1])
+
+
+class CoefSpy(BaseCallback):
+    def __init__(self):
+        super().__init__()
+        self.coefs: list[float] = []
+
+    def _on_step(self) -> bool:
+        return True
+
+    def _on_rollout_end(self) -> None:
+        self.coefs.append(self.logger.name_to_value["ilvm/int_coef"])
+
+
+def test_beta_follows_the_steps_taken_and_reaches_its_final_value() -> None:
+    config = dataclasses.replace(TINY, int_coef=1.0, int_coef_final=0.0)
+    model = PPO("MlpPolicy", two_stream_envs(), n_steps=8, batch_size=16, n_epochs=1, seed=0, device="cpu")
+    spy = CoefSpy()
+    model.learn(64, callback=CallbackList([ExplorationCallback(config, seed=0), spy]))
+    np.testing.assert_allclose(spy.coefs, [0.75, 0.5, 0.25, 0.0])
+
+
+class StopAfter(BaseCallback):
+    def __init__(self, steps: int):
+        super().__init__()
+        self.steps = steps
+
+    def _on_step(self) -> bool:
+        return self.num_timesteps < self.steps
+
+
+def test_a_rollout_stopped_by_another_callback_does_not_break_the_next_learn() -> None:
+    model = PPO("MlpPolicy", two_stream_envs(), n_steps=8, batch_size=16, n_epochs=1, seed=0, device="cpu")
+    exploration = ExplorationCallback(TINY, seed=0)
+    model.learn(64, callback=CallbackList([exploration, StopAfter(22)]))  # stops 3 steps into a rollout
+    model.learn(32, callback=exploration, reset_num_timesteps=False)
+    assert np.all(np.isfinite(model.rollout_buffer.advantages))
+
+
+def test_settings_may_come_as_a_plain_mapping_with_bad_keys_named() -> None:
+    callback = ExplorationCallback({"score": "novelty", "int_coef": 0.5, "model": {"latent_dim": 2}})
+    assert callback.config.int_coef == 0.5 and callback.config.model.latent_dim == 2
+    with pytest.raises(ConfigError, match="ExplorationCallback config: unknown key 'coef'"):
+        ExplorationCallback({"coef": 0.5})
 
 
 @pytest.mark.parametrize("algo", [PPO, A2C])

@@ -60,7 +60,9 @@ def test_cli_train_writes_a_complete_run_folder(tmp_path: Path) -> None:
         "ilvm/int_reward_raw_max",
         "ilvm/loss/total",
         "ilvm/update_time_ms",
-        "ilvm/coef",
+        "ilvm/int_coef",
+        "ilvm/int_advantage_std",
+        "ilvm/loss/int_value",
     ):
         assert tag in progress
 

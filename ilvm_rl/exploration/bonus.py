@@ -204,7 +204,7 @@ class ILVMBonus(BonusModel):
 
     def update_statistics(self, batch: TransitionBatch) -> None:
         self.obs_norm.update(batch.next_obs)
-        self.delta_stats.update(batch.next_obs - batch.obs)
+        self.delta_stats.update(batch.state_change())
 
     def model_inputs(self, batch: TransitionBatch) -> tuple[torch.Tensor | None, torch.Tensor]:
         """Context ``(n, obs_dim + action_dim)`` (None for the state model) and target ``(n, obs_dim)``."""
@@ -214,7 +214,7 @@ class ILVMBonus(BonusModel):
         if self.transition_target == "next_obs":
             return self.tensor(context), self.tensor(self.obs_norm(batch.next_obs))
         # predicting the change of state, standardised per feature, keeps slow features visible
-        delta = (batch.next_obs - batch.obs - self.delta_stats.mean) / self.delta_stats.std
+        delta = (batch.state_change() - self.delta_stats.mean) / self.delta_stats.std
         return self.tensor(context), self.tensor(delta)
 
     def _score(self, batch: TransitionBatch) -> torch.Tensor:

@@ -1,4 +1,4 @@
-"""The exploration module: replay, bonus model, reward scaling and the model's training schedule.
+"""The exploration module: replay, bonus model, the intrinsic reward stream and the training schedule.
 
 Nothing here knows Stable-Baselines3; :mod:`ilvm_rl.sb3` feeds it environment steps and asks it for
 the bonus of each rollout.
@@ -7,6 +7,8 @@ the bonus of each rollout.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -16,10 +18,11 @@ from gymnasium import spaces
 
 from ilvm_rl.exploration.bonus import BonusModel, BonusScore, ILVMBonus, TransitionTarget
 from ilvm_rl.exploration.icm import ICMBonus
-from ilvm_rl.exploration.normalisation import ReturnScaler, RunningMeanStd
+from ilvm_rl.exploration.normalisation import ReturnScaler
 from ilvm_rl.exploration.rnd import RNDBonus
 from ilvm_rl.exploration.spaces import ActionEncoder, Observation, ObservationFlattener, step_batch
 from ilvm_rl.exploration.store import TransitionBatch, TransitionStore
+from ilvm_rl.exploration.streams import IntrinsicCritic, explained_variance, non_episodic_gae
 from ilvm_rl.model.ilvm import ModelConfig
 
 Method = Literal["ilvm", "rnd", "icm"]
@@ -36,18 +39,17 @@ class ExplorationConfig:
             ``latent_surprise``, ``novelty`` (state model), ``density_ratio`` or ``disagreement``
             (how far apart the mean predictions of an ensemble of transition models are, relative
             to the spread they predict; see :class:`ilvm_rl.model.ensemble.ILVMEnsemble`).
-        coef: coefficient β on the scaled bonus.
-        coef_final: if set, β decays linearly from ``coef`` to this value over the run.
-        coef_final_at: share of the run, in (0, 1], at which β reaches ``coef_final`` and stays; below
-            1 the rest of the run trains on the task's reward alone, which lets a policy that has
-            found a sparse goal settle on it instead of on whatever still pays a bonus.
-        gamma: discount of the intrinsic return whose running std scales the bonus.
+        int_coef: β, the weight of the intrinsic advantage in the policy's advantage
+            ``ext_coef·A_ext + int_coef·A_int``.
+        int_coef_final: if set, β moves linearly from ``int_coef`` to this value over the run.
+        int_coef_final_at: share of the run, in (0, 1], at which β reaches ``int_coef_final`` and
+            stays; below 1 the rest of the run trains on the task's reward alone.
+        ext_coef: weight of the task's advantage (SB3's own, timeout bootstrap included).
+        int_gamma: discount of the intrinsic stream, whose return no episode end cuts; the bonus is
+            divided by a running std of that same return.
+        int_gae_lambda: GAE's λ for the intrinsic stream.
         scale_memory: intrinsic returns the running std remembers (older ones fade out); null
             remembers all of them, as the original RND recipe does.
-        center: subtract the running mean of the raw score (same memory) before scaling. A bonus
-            that is positive on average pays the agent for every extra step, so in an episodic
-            task it learns to avoid ending episodes, goal included; centred, only above-average
-            surprise is rewarded.
         store_capacity: transitions kept in the module's replay (bounds its memory).
         batch_size: transitions per model update.
         updates_per_rollout: model gradient steps after each rollout.
@@ -79,12 +81,13 @@ class ExplorationConfig:
 
     method: Method = "ilvm"
     score: BonusScore = "novelty"
-    coef: float = 1.0
-    coef_final: float | None = None
-    coef_final_at: float = 1.0
-    gamma: float = 0.99
+    int_coef: float = 1.0
+    int_coef_final: float | None = None
+    int_coef_final_at: float = 1.0
+    ext_coef: float = 2.0
+    int_gamma: float = 0.99
+    int_gae_lambda: float = 0.95
     scale_memory: int | None = 10_000
-    center: bool = False
     store_capacity: int = 100_000
     batch_size: int = 256
     updates_per_rollout: int = 4
@@ -104,10 +107,14 @@ class ExplorationConfig:
     def __post_init__(self) -> None:
         if self.method not in ("ilvm", "rnd", "icm"):
             raise ValueError(f"method: unknown method {self.method!r}; accepted: 'ilvm', 'rnd', 'icm'")
-        if not 0.0 < self.coef_final_at <= 1.0:
-            raise ValueError(f"coef_final_at must lie in (0, 1], got {self.coef_final_at}")
-        if not 0.0 <= self.gamma < 1.0:
-            raise ValueError(f"gamma must lie in [0, 1), got {self.gamma}")
+        if not 0.0 < self.int_coef_final_at <= 1.0:
+            raise ValueError(f"int_coef_final_at must lie in (0, 1], got {self.int_coef_final_at}")
+        if not 0.0 <= self.int_gamma < 1.0:
+            raise ValueError(f"int_gamma must lie in [0, 1) (the stream never ends), got {self.int_gamma}")
+        if not 0.0 <= self.int_gae_lambda <= 1.0:
+            raise ValueError(f"int_gae_lambda must lie in [0, 1], got {self.int_gae_lambda}")
+        if self.ext_coef < 0 or self.int_coef < 0:
+            raise ValueError(f"ext_coef and int_coef must be >= 0, got {self.ext_coef} and {self.int_coef}")
         if not 0.0 <= self.recent_fraction <= 1.0:
             raise ValueError(f"recent_fraction must lie in [0, 1], got {self.recent_fraction}")
         for name in ("store_capacity", "batch_size", "rnd_output_dim", "icm_feature_dim"):
@@ -175,14 +182,18 @@ def _summary(prefix: str, values: np.ndarray) -> dict[str, float]:
 
 
 class Explorer:
-    """Keeps the replay, turns each rollout into intrinsic rewards and trains the bonus model.
+    """Keeps the replay, turns each rollout into intrinsic advantages and trains the bonus model and
+    the intrinsic value function.
+
+    The module draws its random numbers from generators of its own (numpy and torch), so adding it to
+    an agent, even with β = 0, leaves the agent's random stream untouched.
 
     Args:
         config: module settings.
         observation_space: the environment's observation space (a 1-D Box, an image Box or a Dict of those).
         action_space: the environment's action space.
         n_envs: number of parallel environments feeding :meth:`observe`.
-        seed: seeds the model's initial weights and the replay sampling.
+        seed: seeds the model's initial weights and the module's random streams.
     """
 
     def __init__(
@@ -199,10 +210,12 @@ class Explorer:
         self.action_space = action_space
         self.n_envs = n_envs
         self.action_encoder = ActionEncoder(action_space)
-        # own RNG streams: building the module must not shift the agent's random numbers
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
+        self.torch_rng_state = torch.Generator().manual_seed(seed).get_state()
+        with self.own_torch_rng():
             self.bonus_model = build_bonus_model(config, observation_space, action_space)
+            self.int_critic = IntrinsicCritic(
+                self.flattener.flat_space, config.learning_rate, epochs=4, batch_size=config.batch_size
+            )
         self.rng = np.random.default_rng(seed)
         self.store = TransitionStore(
             config.store_capacity,
@@ -210,11 +223,19 @@ class Explorer:
             self.action_encoder.raw_dim,
             self.flattener.flat_space.dtype,
         )
-        self.scaler = ReturnScaler(n_envs, config.gamma, config.scale_memory)
-        self.raw_stats = RunningMeanStd(memory=config.scale_memory)
+        self.scaler = ReturnScaler(n_envs, config.int_gamma, config.scale_memory)
         self.steps_since_rollout = 0
         self.int_episode_returns = np.zeros(n_envs, dtype=np.float64)
+        self.value_targets: tuple[np.ndarray, np.ndarray] | None = None
         self.counters = {"skipped_updates": 0, "nonfinite_rewards": 0}
+
+    @contextmanager
+    def own_torch_rng(self) -> Iterator[None]:
+        """Run torch code on the module's own random stream; the global one is left as it was."""
+        with torch.random.fork_rng(devices=[]):
+            torch.set_rng_state(self.torch_rng_state)
+            yield
+            self.torch_rng_state = torch.get_rng_state()
 
     def observe(
         self,
@@ -224,55 +245,67 @@ class Explorer:
         terminated: np.ndarray,
         truncated: np.ndarray,
     ) -> None:
-        """Record one step of every environment: obs and next_obs as the vec env gives them (arrays
-        ``(n_envs, ...)``, or dicts of them), actions as the agent produced them, terminated and
-        truncated ``(n_envs,)``."""
+        """Record one step of every environment: obs and next_obs as the environments return them
+        (arrays ``(n_envs, ...)``, or dicts of them; never normalised by a wrapper the module does not
+        know of), actions as the agent produced them, terminated and truncated ``(n_envs,)``."""
         self.store.add(step_batch(self.flattener, self.action_encoder, obs, actions, next_obs, terminated, truncated))
         self.steps_since_rollout += 1
 
+    def discard_partial_rollout(self) -> None:
+        """Forget the count of steps of a rollout that ended early (a callback stopped training):
+        they stay in the replay, but the next rollout's advantages start afresh."""
+        self.steps_since_rollout = 0
+
     def coefficient(self, progress: float) -> float:
         """β after a share ``progress`` in [0, 1] of the run."""
-        if self.config.coef_final is None:
-            return self.config.coef
-        decayed = min(max(progress / self.config.coef_final_at, 0.0), 1.0)
-        return self.config.coef + (self.config.coef_final - self.config.coef) * decayed
+        if self.config.int_coef_final is None:
+            return self.config.int_coef
+        moved = min(max(progress / self.config.int_coef_final_at, 0.0), 1.0)
+        return self.config.int_coef + (self.config.int_coef_final - self.config.int_coef) * moved
 
-    def rollout_bonus(self, progress: float) -> tuple[np.ndarray, dict[str, float]]:
-        """Intrinsic rewards of the steps observed since the last call.
+    def rollout_advantages(self, progress: float, last_obs: Observation) -> tuple[np.ndarray, dict[str, float]]:
+        """The intrinsic advantages of the steps observed since the last call, times β.
 
         Args:
-            progress: share of the run done, for the coefficient schedule.
+            progress: share of the run done when the rollout ended, for the β schedule.
+            last_obs: the observations after the rollout's last step (after a reset where an episode
+                ended), arrays ``(n_envs, ...)`` or dicts of them: where the stream goes on.
 
         Returns:
-            Rewards ``(n_steps, n_envs)`` float32, always finite, and metrics to log.
+            ``β·A_int`` ``(n_steps, n_envs)`` float32, always finite, and metrics to log.
         """
         n_steps = self.steps_since_rollout
         self.steps_since_rollout = 0
         rollout = self.store.latest(n_steps * self.n_envs)
         start = time.perf_counter()
-        self.bonus_model.update_statistics(rollout)
-        raw = self.bonus_model.score(rollout).reshape(n_steps, self.n_envs)
-        nonfinite = ~np.isfinite(raw)
-        self.counters["nonfinite_rewards"] += int(nonfinite.sum())
-        raw[nonfinite] = 0.0
-        metrics = _summary("int_reward_raw", raw)
-        if self.config.center:
-            self.raw_stats.update(raw[~nonfinite])
-            raw = np.where(nonfinite, 0.0, raw - self.raw_stats.mean)
+        with self.own_torch_rng():
+            self.bonus_model.update_statistics(rollout)
+            raw = self.bonus_model.score(rollout).reshape(n_steps, self.n_envs)
+            nonfinite = ~np.isfinite(raw)
+            self.counters["nonfinite_rewards"] += int(nonfinite.sum())
+            raw[nonfinite] = 0.0
+            rewards = self.scaler.scale(raw)
+            rewards[~np.isfinite(rewards)] = 0.0
+            values = self.int_critic.values(rollout.obs).reshape(n_steps, self.n_envs)
+            last_values = self.int_critic.values(self.flattener.flatten(last_obs, self.n_envs))
+        advantages = non_episodic_gae(rewards, values, last_values, self.config.int_gamma, self.config.int_gae_lambda)
+        returns = advantages + values
+        self.value_targets = (rollout.obs, returns.reshape(-1))
         beta = self.coefficient(progress)
-        rewards = beta * self.scaler.scale(raw)
-        rewards[nonfinite | ~np.isfinite(rewards)] = 0.0
         metrics = {
-            **metrics,
+            **_summary("int_reward_raw", raw),
             **_summary("int_reward", rewards),
-            "coef": beta,
+            **_summary("int_advantage", advantages),
+            "int_value_mean": float(values.mean()),
+            "int_value_explained_variance": explained_variance(values, returns),
+            "int_coef": beta,
             "int_return_std": float(self.scaler.stats.std),
             "score_time_ms": 1000 * (time.perf_counter() - start),
         }
         finished = self._int_returns_of_finished_episodes(rewards, rollout)
         if finished:
             metrics["int_return_mean"] = float(np.mean(finished))
-        return rewards, metrics
+        return beta * advantages, metrics
 
     def _int_returns_of_finished_episodes(self, rewards: np.ndarray, rollout: TransitionBatch) -> list[float]:
         ends = (rollout.terminated | rollout.truncated).reshape(rewards.shape)
@@ -284,21 +317,26 @@ class Explorer:
         return finished
 
     def update(self, recent: int) -> dict[str, float]:
-        """Train the bonus model for ``updates_per_rollout`` steps on batches that mix the
-        ``recent`` latest transitions with the whole replay; returns mean losses and timings."""
+        """Train the bonus model for ``updates_per_rollout`` steps on batches that mix the ``recent``
+        latest transitions with the whole replay, and fit ``V_int`` to the latest rollout's intrinsic
+        returns; returns mean losses and timings."""
         start = time.perf_counter()
         totals: dict[str, float] = {}
         taken = 0
-        for _ in range(self.config.updates_per_rollout):
-            batch = self.store.sample(self.config.batch_size, self.rng, recent, self.config.recent_fraction)
-            step_metrics = self.bonus_model.train_step(batch)
-            if step_metrics is None:
-                self.counters["skipped_updates"] += 1
-                continue
-            taken += 1
-            for name, value in step_metrics.items():
-                totals[name] = totals.get(name, 0.0) + value
+        with self.own_torch_rng():
+            for _ in range(self.config.updates_per_rollout):
+                batch = self.store.sample(self.config.batch_size, self.rng, recent, self.config.recent_fraction)
+                step_metrics = self.bonus_model.train_step(batch)
+                if step_metrics is None:
+                    self.counters["skipped_updates"] += 1
+                    continue
+                taken += 1
+                for name, value in step_metrics.items():
+                    totals[name] = totals.get(name, 0.0) + value
+            value_metrics = self.int_critic.fit(*self.value_targets, self.rng) if self.value_targets else {}
+        self.value_targets = None
         metrics = {f"loss/{name}": value / taken for name, value in totals.items()} if taken else {}
+        metrics.update(value_metrics)
         metrics["update_time_ms"] = 1000 * (time.perf_counter() - start)
         metrics["store_size"] = float(self.store.size)
         metrics.update({name: float(count) for name, count in self.counters.items()})

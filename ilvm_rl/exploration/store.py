@@ -32,6 +32,10 @@ class TransitionBatch:
     def __len__(self) -> int:
         return len(self.obs)
 
+    def state_change(self) -> np.ndarray:
+        """``next_obs − obs`` ``(n, obs_dim)`` in float32 (images are stored as uint8, where 0 − 255 wraps to 1)."""
+        return self.next_obs.astype(np.float32) - self.obs.astype(np.float32)
+
 
 FIELDS = ("obs", "actions", "next_obs", "terminated", "truncated")
 

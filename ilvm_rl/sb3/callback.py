@@ -1,15 +1,17 @@
-"""Stable-Baselines3 glue for on-policy algorithms (PPO, A2C): the intrinsic bonus as a callback.
+"""Stable-Baselines3 glue for on-policy algorithms (PPO, A2C): the intrinsic reward as a second stream.
 
-Why a callback at rollout end: SB3 computes returns and GAE before ``_on_rollout_end`` runs, so a
-bonus added there would be ignored. This callback adds the bonus of the whole rollout to the rollout
-buffer's rewards and then recomputes GAE with the same last values and dones SB3 used, so the bonus
-is discounted and propagated exactly like the extrinsic reward. Scoring once per rollout is one
-batched forward pass instead of one per step, which keeps the agent fast. The rewards it adds to
-already include SB3's timeout bootstrap ``γ·V(terminal obs)``, which stays correct.
+SB3 computes the task's returns and advantages (GAE, with its timeout bootstrap) before a callback's
+``_on_rollout_end`` runs. This callback leaves them as they are: the bonus never enters the rewards.
+At rollout end the exploration module scores the rollout in one batched pass and computes the
+advantages of the intrinsic stream (non-episodic, its own discount and value function, see
+:mod:`ilvm_rl.exploration.streams`); the callback then sets the buffer's advantages to
+``ext_coef·A_ext + β·A_int``. The buffer's returns, which train the policy's value head, stay the
+task's. Scoring once per rollout instead of once per step keeps the agent fast.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +20,10 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.buffers import RolloutBuffer
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
+from stable_baselines3.common.vec_env import VecNormalize
 
 from ilvm_rl.checkpoint import load_explorer, save_explorer
+from ilvm_rl.config import from_dict
 from ilvm_rl.exploration.explorer import ExplorationConfig, Explorer
 from ilvm_rl.exploration.spaces import Observation
 
@@ -37,32 +41,80 @@ def real_next_obs(new_obs: Observation, dones: np.ndarray, infos: list[dict[str,
     return next_parts if isinstance(new_obs, dict) else next_parts[""]
 
 
-def step_transitions(callback: BaseCallback) -> dict[str, Any]:
-    """The step an on-policy algorithm has just taken in every env, read from a callback's locals in
-    ``_on_step``: ``obs`` (the observations the actions were taken in), ``actions``, ``next_obs`` (the
-    terminal observations at episode ends), ``terminated`` and ``truncated`` ``(n_envs,)``."""
-    dones = callback.locals["dones"]
-    infos = callback.locals["infos"]
+def transition(
+    obs: Observation, actions: np.ndarray, new_obs: Observation, dones: np.ndarray, infos: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """One step of every env as the exploration and representation modules record it: ``obs`` (the
+    observations the actions were taken in), ``actions``, ``next_obs`` (the terminal observations at
+    episode ends), ``terminated`` and ``truncated`` ``(n_envs,)``."""
     truncated = np.array([bool(info.get("TimeLimit.truncated", False)) for info in infos])
     return {
-        "obs": callback.model._last_obs,
-        "actions": callback.locals["actions"],
-        "next_obs": real_next_obs(callback.locals["new_obs"], dones, infos),
+        "obs": obs,
+        "actions": actions,
+        "next_obs": real_next_obs(new_obs, dones, infos),
         "terminated": dones & ~truncated,
         "truncated": dones & truncated,
     }
 
 
+def step_transitions(callback: BaseCallback) -> dict[str, Any]:
+    """The step an on-policy algorithm has just taken, as its policy sees it (normalised under
+    ``VecNormalize``), read from a callback's locals in ``_on_step``; see :func:`transition`."""
+    locals_, obs = callback.locals, callback.model._last_obs
+    assert obs is not None, "called before the algorithm's first reset"
+    return transition(obs, locals_["actions"], locals_["new_obs"], locals_["dones"], locals_["infos"])
+
+
+class OriginalObservations:
+    """The observations of each step as the environments returned them, read from an on-policy
+    algorithm's callback locals: under ``VecNormalize`` the policy sees normalised observations, and
+    the exploration module must not (its models keep statistics of their own).
+
+    Args:
+        model: the algorithm; its ``VecNormalize`` wrapper, if any, is looked up once per rollout.
+    """
+
+    def __init__(self, model: BaseAlgorithm):
+        self.model = model
+        self.normalizer: VecNormalize | None = None
+        self.last: Observation | None = None
+
+    def start_rollout(self) -> None:
+        """Read the observations the next actions will be taken in."""
+        self.normalizer = self.model.get_vec_normalize_env()
+        self.last = self.normalizer.get_original_obs() if self.normalizer is not None else self.model._last_obs
+
+    def step(self, callback_locals: dict[str, Any]) -> dict[str, Any]:
+        """The step the algorithm has just taken, as the environments returned it; see :func:`transition`."""
+        dones, infos = callback_locals["dones"], callback_locals["infos"]
+        if self.normalizer is None:
+            new_obs = callback_locals["new_obs"]
+        else:  # VecNormalize keeps the raw step, and normalises terminal observations in place
+            new_obs = self.normalizer.get_original_obs()
+            infos = [
+                {**info, "terminal_observation": self.normalizer.unnormalize_obs(info["terminal_observation"])}
+                if "terminal_observation" in info
+                else info
+                for info in infos
+            ]
+        assert self.last is not None, "start_rollout() was not called"
+        step = transition(self.last, callback_locals["actions"], new_obs, dones, infos)
+        self.last = new_obs
+        return step
+
+
 class ExplorationCallback(BaseCallback):
-    """Adds an intrinsic bonus to PPO/A2C rewards and trains the exploration model every rollout.
+    """Trains the exploration module every rollout and mixes its intrinsic advantage into PPO's or
+    A2C's: ``ext_coef·A_ext + β·A_int``.
 
     Usage::
 
         model = PPO("MlpPolicy", env)
-        model.learn(300_000, callback=ExplorationCallback(ExplorationConfig(score="excess_error")))
+        model.learn(300_000, callback=ExplorationCallback(ExplorationConfig(score="disagreement")))
 
     Args:
-        config: exploration settings; ignored when ``explorer`` is given.
+        config: exploration settings, as an :class:`ExplorationConfig` or a plain mapping of its
+            fields (as RL Baselines3 Zoo passes them); ignored when ``explorer`` is given.
         explorer: a ready module (e.g. from :func:`ilvm_rl.checkpoint.load_explorer`).
         seed: seeds the module built from ``config``.
         checkpoint_dir: if set, :meth:`save` writes the module here.
@@ -71,17 +123,28 @@ class ExplorationCallback(BaseCallback):
 
     def __init__(
         self,
-        config: ExplorationConfig | None = None,
+        config: ExplorationConfig | Mapping[str, Any] | None = None,
         explorer: Explorer | None = None,
         seed: int = 0,
         checkpoint_dir: str | Path | None = None,
         verbose: int = 0,
     ):
         super().__init__(verbose)
+        if isinstance(config, Mapping):
+            config = from_dict(ExplorationConfig, dict(config), "ExplorationCallback config")
         self.config = explorer.config if explorer is not None else (config or ExplorationConfig())
         self.explorer = explorer
         self.seed = seed
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
+
+    @classmethod
+    def load(cls, folder: str | Path, model: BaseAlgorithm, seed: int = 0) -> ExplorationCallback:
+        """The callback of a module checkpoint written by :meth:`save`, checked against ``model``'s spaces."""
+        env = model.get_env()
+        if env is None:
+            raise ValueError("the model needs an environment to load an exploration checkpoint for")
+        explorer = load_explorer(folder, env.observation_space, env.action_space, env.num_envs, seed)
+        return cls(explorer=explorer, seed=seed)
 
     def _init_callback(self) -> None:
         if not isinstance(self.model, OnPolicyAlgorithm):
@@ -100,24 +163,31 @@ class ExplorationCallback(BaseCallback):
                 f"exploration store_capacity={self.config.store_capacity} is smaller than one rollout "
                 f"(n_steps × n_envs = {self.model.n_steps * env.num_envs})"
             )
+        self.observations = OriginalObservations(self.model)
 
     def _on_rollout_start(self) -> None:
+        assert self.explorer is not None
         self.ext_returns: list[float] = []
+        self.explorer.discard_partial_rollout()  # a rollout that another callback stopped never ended
+        self.observations.start_rollout()
 
     def _on_step(self) -> bool:
         assert self.explorer is not None
         infos = self.locals["infos"]
         self.ext_returns.extend(float(info["episode"]["r"]) for info in infos if "episode" in info)
-        self.explorer.observe(**step_transitions(self))
+        self.explorer.observe(**self.observations.step(self.locals))
         return True
 
     def _on_rollout_end(self) -> None:
         assert self.explorer is not None
         buffer: RolloutBuffer = self.locals["rollout_buffer"]
-        progress = 1.0 - self.model._current_progress_remaining
-        bonus, metrics = self.explorer.rollout_bonus(progress)
-        add_bonus_and_recompute(buffer, bonus, self.locals["values"], self.locals["dones"])
-        metrics.update(self.explorer.update(recent=bonus.size))
+        # SB3 updates its own progress only after the rollout; β follows the steps taken so far
+        progress = self.num_timesteps / self.model._total_timesteps
+        assert self.observations.last is not None
+        int_advantages, metrics = self.explorer.rollout_advantages(progress, self.observations.last)
+        metrics["ext_advantage_std"] = float(buffer.advantages.std())
+        mix_advantages(buffer, self.config.ext_coef, int_advantages)
+        metrics.update(self.explorer.update(recent=int_advantages.size))
         if self.ext_returns:  # beside int_return_mean, from the same rollout
             metrics["ext_return_mean"] = float(np.mean(self.ext_returns))
         for name, value in metrics.items():
@@ -131,10 +201,10 @@ class ExplorationCallback(BaseCallback):
         return save_explorer(self.explorer, target)
 
 
-def add_bonus_and_recompute(buffer: RolloutBuffer, bonus: np.ndarray, last_values: Any, dones: np.ndarray) -> None:
-    """Add ``bonus`` ``(n_steps, n_envs)`` to the buffer's rewards and recompute returns and GAE."""
-    buffer.rewards += bonus.astype(buffer.rewards.dtype)
-    buffer.compute_returns_and_advantage(last_values=last_values, dones=dones)
+def mix_advantages(buffer: RolloutBuffer, ext_coef: float, int_advantages: np.ndarray) -> None:
+    """Set the buffer's advantages ``(n_steps, n_envs)``, SB3's task advantages, to
+    ``ext_coef·A_ext + int_advantages``; its returns (the value head's targets) stay the task's."""
+    buffer.advantages = (ext_coef * buffer.advantages + int_advantages).astype(buffer.advantages.dtype)
 
 
 def with_exploration(
@@ -147,7 +217,4 @@ def with_exploration(
     (checked against the model's spaces)."""
     if checkpoint is None:
         return ExplorationCallback(config, seed=seed)
-    env = model.get_env()
-    assert env is not None, "the model needs an environment to load a checkpoint for"
-    explorer = load_explorer(checkpoint, env.observation_space, env.action_space, env.num_envs, seed)
-    return ExplorationCallback(explorer=explorer, seed=seed)
+    return ExplorationCallback.load(checkpoint, model, seed)
