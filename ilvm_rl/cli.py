@@ -61,7 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="RUN_DIR",
         help="continue an interrupted run from its last checkpoint (other flags are ignored)",
     )
-    train_parser.add_argument("--seed", type=int, default=0)
+    train_parser.add_argument("--seed", type=int, default=0, help="seeds the agent, the modules and the environments")
     train_parser.add_argument("--steps", type=int, default=300_000, help="environment steps (all envs together)")
     train_parser.add_argument("--runs-dir", type=Path, default=Path("runs"), help="where run folders go")
     train_parser.add_argument(
@@ -91,11 +91,15 @@ def build_parser() -> argparse.ArgumentParser:
     bench_parser.add_argument("--retries", type=int, default=2, help="restarts of a run whose worker died")
     bench_parser.add_argument("--baseline", help="agent the others are compared with (default: the first)")
     bench_parser.add_argument("--name", help="results folder under runs/bench/ (default: the suite or env)")
-    bench_parser.add_argument("--runs-dir", type=Path, default=Path("runs"))
     bench_parser.add_argument(
-        "--readme",
+        "--runs-dir", type=Path, default=Path("runs"), help="the grid goes to RUNS_DIR/bench/NAME/"
+    )
+    bench_parser.add_argument(
+        "--page",
         type=Path,
-        help="also write the tables into this Markdown file, between <!-- bench:NAME --> and <!-- /bench:NAME -->",
+        metavar="FILE",
+        help="also write the tables into this Markdown file (a docs page, the README), between "
+        "<!-- bench:NAME --> and <!-- /bench:NAME -->, where NAME is --name",
     )
     bench_parser.add_argument(
         "--set",
@@ -117,7 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     pretrain_parser.add_argument("--steps", type=int, help="environment steps to collect (default: the recipe's)")
     pretrain_parser.add_argument("--fit-steps", type=int, help="gradient steps (default: the recipe's)")
-    pretrain_parser.add_argument("--seed", type=int, default=0)
+    pretrain_parser.add_argument("--seed", type=int, default=0, help="seeds the environments, the policy and the model")
     pretrain_parser.add_argument(
         "--policy",
         type=Path,
@@ -148,8 +152,15 @@ def build_parser() -> argparse.ArgumentParser:
     world_parser.add_argument("--samples", type=int, default=10, help="K futures drawn per context")
     world_parser.add_argument("--steps", type=int, default=20_000, help="random-policy transitions for fitting")
     world_parser.add_argument("--fit-steps", type=int, default=3_000, help="gradient steps per model")
-    world_parser.add_argument("--seed", type=int, default=0)
-    world_parser.add_argument("--runs-dir", type=Path, default=Path("runs"))
+    world_parser.add_argument(
+        "--seed", type=int, default=0, help="seeds the replay (held-out replay: other seeds) and models"
+    )
+    world_parser.add_argument(
+        "--runs-dir",
+        type=Path,
+        default=Path("runs"),
+        help="the results go to RUNS_DIR/world_model/<env>__<seed>__<time>/",
+    )
 
     commands.add_parser("recipes", help="list the shipped agent recipes")
     return parser
@@ -195,8 +206,8 @@ def bench(args: argparse.Namespace, command: str) -> int:
     else:
         suite, name = single_task_suite(args.env, args.steps), args.env.replace("/", "-")
     bench_name = args.name or name
-    if args.readme:  # a missing section fails now, not after hours of runs
-        surrounding_section(args.readme, f"bench:{bench_name}")
+    if args.page:  # a missing section fails now, not after hours of runs
+        surrounding_section(args.page, f"bench:{bench_name}")
     result = run_grid(
         bench_name,
         args.agents,
@@ -211,8 +222,8 @@ def bench(args: argparse.Namespace, command: str) -> int:
         overrides=parse_overrides(args.overrides),
         command=command,
     )
-    if args.readme:
-        replace_section(args.readme, f"bench:{bench_name}", result.report)
+    if args.page:
+        replace_section(args.page, f"bench:{bench_name}", result.report)
     print((result.bench_dir / "results.md").read_text())
     print(f"results: {result.bench_dir}")
     return 1 if result.failed else 0

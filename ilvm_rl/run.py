@@ -43,6 +43,7 @@ from stable_baselines3.common.monitor import Monitor
 
 from ilvm_rl.config import ConfigError, from_dict
 from ilvm_rl.exploration.spaces import has_fixed_scale
+from ilvm_rl.provenance import provenance
 from ilvm_rl.recipes import ALGORITHMS, Recipe, load_recipe
 from ilvm_rl.representation.extractor import RepresentationCallback, load_pretrained, representation_policy_kwargs
 from ilvm_rl.representation.pretrain import pretrain
@@ -433,6 +434,7 @@ def write_results(
         "tv_share": tv_share(run_dir),
         "steps_per_second": steps_per_second,
         "wall_time_s": wall,
+        "provenance": provenance(),
     }
     (run_dir / RESULTS_FILE).write_text(json.dumps(results, indent=2))
     return results

@@ -15,6 +15,7 @@ from ilvm_rl.bench.plots import trailing_curve
 from ilvm_rl.bench.report import TIMING_COLUMNS, steps_quartiles
 from ilvm_rl.cli import main
 from ilvm_rl.config import ConfigError
+from ilvm_rl.provenance import provenance
 
 # CartPole's random policy lasts about 22 steps, so some seeds cross this threshold within the budget
 TINY_SUITE = Suite((Task("CartPole-v1", 320, threshold=21.0),))
@@ -63,6 +64,30 @@ def test_local_grid_writes_a_csv_report_and_plots_that_agree(local_grid) -> None
     assert "P(better than ppo)" in report and "wall time / ideal" in report
     for plot in ("curves_CartPole-v1.png", "intervals.png"):
         assert (bench / plot).read_bytes()[:8] == PNG_MAGIC, plot
+
+
+def test_the_grid_and_every_run_record_the_code_that_made_them(local_grid) -> None:
+    _, result = local_grid
+    made_with = provenance()
+    grid = json.loads((result.bench_dir / "grid.json").read_text())
+    assert grid["provenance"] == [made_with]
+    for cell in result.bench_dir.glob("cells/*.json"):
+        assert json.loads(cell.read_text())["provenance"] == made_with
+    for results in result.bench_dir.glob("runs/*/results.json"):
+        assert json.loads(results.read_text())["provenance"] == made_with
+    assert len(list(result.bench_dir.glob("runs/*/results.json"))) == 4
+
+
+def test_a_grid_called_by_other_code_records_each_version_once(tmp_path: Path, monkeypatch) -> None:
+    def call() -> None:
+        run_grid("calls", ["ppo"], TINY_SUITE, [0], tmp_path, overrides=FAST, command="test")
+
+    call()
+    newer = {"package_version": "9.9.9", "git_commit": "f" * 40, "git_dirty": True}
+    monkeypatch.setattr("ilvm_rl.bench.grid.provenance", lambda: newer)
+    call()  # nothing left to run: the record still names this call's code
+    call()
+    assert json.loads((tmp_path / "bench" / "calls" / "grid.json").read_text())["provenance"] == [provenance(), newer]
 
 
 def test_a_finished_grid_is_not_run_again(local_grid) -> None:
@@ -174,27 +199,28 @@ def test_plot_command_draws_run_folders_and_names_a_bad_one(local_grid, tmp_path
     assert "is not a run folder" in capsys.readouterr().err
 
 
-def test_bench_command_writes_tables_into_the_readme(local_grid, tmp_path: Path) -> None:
+def test_bench_command_writes_tables_into_a_page(local_grid, tmp_path: Path) -> None:
     root, result = local_grid
-    readme = tmp_path / "README.md"
-    readme.write_text("intro\n<!-- bench:tiny -->\nSTALE TABLE\n<!-- /bench:tiny -->\noutro\n")
+    page = tmp_path / "docs" / "tiny.md"
+    page.parent.mkdir()
+    page.write_text("intro\n<!-- bench:tiny -->\nSTALE TABLE\n<!-- /bench:tiny -->\noutro\n")
     suite = tmp_path / "tiny.yaml"
     suite.write_text(json.dumps({"tasks": [{"env_id": "CartPole-v1", "steps": 320, "threshold": 21.0}]}))
     fast = ["--set", "n_envs=2", "--set", "algo_kwargs.n_steps=32", "--set", "algo_kwargs.batch_size=32"]
     args = ["bench", "--agents", *AGENTS, "--suite", str(suite), "--seeds", "2", "--runs-dir", str(root)]
-    assert main([*args, *fast, "--set", "eval_episodes=1", "--readme", str(readme)]) == 0
-    text = readme.read_text()
+    assert main([*args, *fast, "--set", "eval_episodes=1", "--page", str(page)]) == 0
+    text = page.read_text()
     assert text.startswith("intro\n<!-- bench:tiny -->\n**CartPole-v1**")
     assert text.endswith("<!-- /bench:tiny -->\noutro\n")
     assert "STALE TABLE" not in text and result.report in text
 
 
-def test_bench_refuses_a_readme_without_its_section_before_running_anything(tmp_path: Path, capsys) -> None:
-    readme = tmp_path / "README.md"
-    readme.write_text("intro\n<!-- bench:other -->\n<!-- /bench:other -->\n")
+def test_bench_refuses_a_page_without_its_section_before_running_anything(tmp_path: Path, capsys) -> None:
+    page = tmp_path / "page.md"
+    page.write_text("intro\n<!-- bench:other -->\n<!-- /bench:other -->\n")
     args = ["bench", "--agents", "ppo", "--env", "CartPole-v1", "--steps", "64", "--runs-dir", str(tmp_path / "runs")]
-    assert main([*args, "--name", "tiny", "--readme", str(readme)]) == 2
+    assert main([*args, "--name", "tiny", "--page", str(page)]) == 2
     assert "no section <!-- bench:tiny -->" in capsys.readouterr().err
     assert not (tmp_path / "runs").exists()
-    assert main([*args, "--name", "tiny", "--readme", str(tmp_path / "missing.md")]) == 2
+    assert main([*args, "--name", "tiny", "--page", str(tmp_path / "missing.md")]) == 2
     assert "missing.md: cannot read it" in capsys.readouterr().err

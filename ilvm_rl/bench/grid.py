@@ -2,7 +2,8 @@
 
 Everything lands in ``runs/bench/<name>/``::
 
-    grid.json          the suite, recipes and overrides the grid was made with (a guard against mixing)
+    grid.json          the suite, recipes and overrides the grid was made with (a guard against mixing),
+                       and the package version and git commit of every call that added runs
     cells/<cell>.json  one finished run: its results and its training episodes; the record of what is done
     runs/<cell>/       the run folder itself (TensorBoard, model, module checkpoint, ...)
     results.csv        one row per run of the grid
@@ -27,6 +28,7 @@ from ilvm_rl.bench.backends import Job, run_jobs
 from ilvm_rl.bench.report import write_reports
 from ilvm_rl.bench.suite import Suite
 from ilvm_rl.config import ConfigError
+from ilvm_rl.provenance import provenance
 from ilvm_rl.recipes import load_recipe
 from ilvm_rl.run import RunSpec, read_episodes, train
 
@@ -171,9 +173,15 @@ def run_grid(
 
 def check_same_grid(bench_dir: Path, suite: Suite, recipes: dict[str, dict[str, Any]]) -> None:
     """Refuse to mix results of other tasks, budgets, thresholds or recipe versions into an existing
-    results folder; agents and seeds may be added to it."""
+    results folder; agents and seeds may be added to it. Record the code of this call beside the
+    code of earlier ones (``provenance``, each distinct one once)."""
     marker = bench_dir / "grid.json"
-    grid: dict[str, Any] = {"tasks": [asdict(task) for task in suite.tasks], "recipes": recipes}
+    made_with = provenance()
+    grid: dict[str, Any] = {
+        "tasks": [asdict(task) for task in suite.tasks],
+        "recipes": recipes,
+        "provenance": [made_with],
+    }
     if marker.is_file():
         previous = json.loads(marker.read_text())
         if previous.get("tasks") != grid["tasks"]:
@@ -187,6 +195,8 @@ def check_same_grid(bench_dir: Path, suite: Suite, recipes: dict[str, dict[str, 
                     f"{bench_dir}: recipe {agent} changed since its runs were made; choose another --name"
                 )
         grid["recipes"] = {**previous["recipes"], **recipes}
+        earlier = previous.get("provenance", [])
+        grid["provenance"] = earlier if made_with in earlier else [*earlier, made_with]
     bench_dir.mkdir(parents=True, exist_ok=True)
     write_atomically(marker, json.dumps(grid, indent=2))
 
