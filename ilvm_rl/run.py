@@ -40,6 +40,7 @@ from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.logger import configure
 from stable_baselines3.common.monitor import Monitor
+from stable_baselines3.common.vec_env import VecNormalize
 
 from ilvm_rl.config import ConfigError, from_dict
 from ilvm_rl.exploration.spaces import has_fixed_scale
@@ -52,7 +53,7 @@ from ilvm_rl.sb3.callback import ExplorationCallback, with_exploration
 
 EPISODES_FILE, RESULTS_FILE, EVAL_FILE = "episodes.csv", "results.json", "eval.json"
 CONFIG_FILE, MODEL_FILE, EXPLORATION_DIR = "config.yaml", "model.zip", "exploration"
-REPRESENTATION_DIR = "representation"
+REPRESENTATION_DIR, REWARD_SCALE_FILE = "representation", "reward_scale.json"
 # the trailing window over which training returns are compared with the env's reward threshold
 THRESHOLD_WINDOW = 10
 # evaluation environments are seeded away from the training ones
@@ -150,6 +151,38 @@ def save_checkpoint(run_dir: Path, model: Any, exploration: ExplorationCallback 
     partial_file.replace(run_dir / MODEL_FILE)
     if exploration is not None:
         exploration.save(run_dir / EXPLORATION_DIR)
+    reward_normalizer = model.get_vec_normalize_env()
+    if reward_normalizer is not None:
+        save_reward_scale(run_dir, reward_normalizer)
+
+
+def save_reward_scale(run_dir: Path, normalizer: VecNormalize) -> None:
+    """The running statistics of ``normalize_reward`` as JSON (``VecNormalize.save`` would pickle)."""
+    stats = normalizer.ret_rms
+    state = {
+        "mean": float(stats.mean),
+        "var": float(stats.var),
+        "count": float(stats.count),
+        "returns": normalizer.returns.tolist(),
+    }
+    partial_file = run_dir / (REWARD_SCALE_FILE + ".partial")
+    partial_file.write_text(json.dumps(state))
+    partial_file.replace(run_dir / REWARD_SCALE_FILE)
+
+
+def load_reward_scale(run_dir: Path, normalizer: VecNormalize) -> None:
+    """Restore what :func:`save_reward_scale` wrote (nothing when the run saved none)."""
+    path = run_dir / REWARD_SCALE_FILE
+    if not path.is_file():
+        return
+    try:
+        state = json.loads(path.read_text())
+        normalizer.ret_rms.mean = np.asarray(float(state["mean"]))
+        normalizer.ret_rms.var = np.asarray(float(state["var"]))
+        normalizer.ret_rms.count = float(state["count"])
+        normalizer.returns = np.asarray(state["returns"], dtype=np.float64).reshape(normalizer.returns.shape)
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as error:
+        raise ConfigError(f"{path}: not a reward scale written by ilvm-rl ({error})") from error
 
 
 def steps_to_threshold(
@@ -291,6 +324,11 @@ def _learn(spec: RunSpec, recipe: Recipe, run_dir: Path, progress_bar: bool, res
         monitor_dir=str(monitor_folder(run_dir, resume)),
         wrapper_class=observation_wrapper(spec.env_id, recipe),
     )
+    if recipe.normalize_reward:
+        gamma = recipe.algo_kwargs.get("gamma", 0.99)
+        env = VecNormalize(env, norm_obs=False, norm_reward=True, gamma=gamma)
+        if resume:
+            load_reward_scale(run_dir, env)
     algo = ALGORITHMS[recipe.algo]
     exploration = None
     representation = recipe.representation
