@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from gymnasium.error import DependencyNotInstalled
 
 from ilvm_rl.bench import load_suite, run_grid, single_task_suite
 from ilvm_rl.bench.backends import BACKENDS
@@ -30,7 +31,8 @@ from ilvm_rl.run import RunSpec, make_run_dir, observation_wrapper, resume, trai
 from ilvm_rl.world_model import markdown_table as world_model_table
 from ilvm_rl.world_model import run_benchmark as run_world_model_benchmark
 
-USER_ERRORS = (ConfigError, CheckpointError, UnsupportedSpaceError)
+# an env of an optional extra that is not installed (ilvm/DoorKey8x8-v0 without minigrid) is the user's to fix
+USER_ERRORS = (ConfigError, CheckpointError, UnsupportedSpaceError, DependencyNotInstalled)
 
 
 def parse_overrides(pairs: Sequence[str]) -> dict[str, Any]:
@@ -82,7 +84,14 @@ def build_parser() -> argparse.ArgumentParser:
     tasks.add_argument("--suite", help=f"suite name in envs/suites/ ({', '.join(suite_names())}) or path to a .yaml")
     tasks.add_argument("--env", help="a single task: this Gymnasium id with its own reward threshold")
     bench_parser.add_argument("--steps", type=int, default=300_000, help="budget per run with --env")
-    bench_parser.add_argument("--seeds", type=int, default=5, help="seeds 0..N-1")
+    bench_parser.add_argument("--seeds", type=int, default=5, help="number of seeds per agent and task")
+    bench_parser.add_argument(
+        "--seed-start",
+        type=int,
+        default=0,
+        metavar="N",
+        help="first seed: seeds N .. N+seeds-1 (tune on some seeds, report on others, e.g. --seed-start 100)",
+    )
     bench_parser.add_argument(
         "--workers", type=int, default=os.cpu_count() or 1, help="parallel runs (default: one per core)"
     )
@@ -197,11 +206,17 @@ def bench(args: argparse.Namespace, command: str) -> int:
     bench_name = args.name or name
     if args.readme:  # a missing section fails now, not after hours of runs
         surrounding_section(args.readme, f"bench:{bench_name}")
+    if args.seed_start < 0:
+        raise ConfigError(
+            f"--seed-start must be >= 0 (Gymnasium and numpy take non-negative seeds), got {args.seed_start}"
+        )
+    if args.seeds < 1:
+        raise ConfigError(f"--seeds must be >= 1, got {args.seeds}")
     result = run_grid(
         bench_name,
         args.agents,
         suite,
-        list(range(args.seeds)),
+        list(range(args.seed_start, args.seed_start + args.seeds)),
         args.runs_dir,
         workers=args.workers,
         backend=args.backend,

@@ -12,7 +12,7 @@ from toy_envs import CRASH_MARKER_VARIABLE
 
 from ilvm_rl.bench import Suite, Task, load_suite, run_grid
 from ilvm_rl.bench.plots import trailing_curve
-from ilvm_rl.bench.report import TIMING_COLUMNS, steps_quartiles
+from ilvm_rl.bench.report import TIMING_COLUMNS, aggregate, markdown_tables, seed_ranges, steps_quartiles
 from ilvm_rl.cli import main
 from ilvm_rl.config import ConfigError
 
@@ -56,10 +56,14 @@ def test_local_grid_writes_a_csv_report_and_plots_that_agree(local_grid) -> None
     report = (bench / "results.md").read_text()
     for agent in AGENTS:
         runs = [r for r in rows if r["agent"] == agent]
-        solved = sum(r["solved"] == "True" for r in runs)
+        kept = sum(float(r["final_eval_return"]) >= float(r["threshold"]) for r in runs)
+        assert [r["kept"] == "True" for r in runs] == [float(r["final_eval_return"]) >= 21.0 for r in runs]
+        found = sum(r["found"] == "True" for r in runs)
         iqm = scipy.stats.trim_mean([float(r["final_eval_return"]) for r in runs], 0.25)
         (line,) = [line for line in report.splitlines() if line.startswith(f"| {agent} |")]
-        assert f"| {solved}/2 |" in line and f"| {iqm:.1f} [" in line
+        assert line.startswith(f"| {agent} | {kept}/2 | {found}/2 | ") and f"| {iqm:.1f} [" in line
+    assert "| agent | seeds kept | seeds found | median steps to first threshold |" in report
+    assert "Seeds: 0–1." in report
     assert "P(better than ppo)" in report and "wall time / ideal" in report
     for plot in ("curves_CartPole-v1.png", "intervals.png"):
         assert (bench / plot).read_bytes()[:8] == PNG_MAGIC, plot
@@ -107,7 +111,7 @@ def test_a_dead_worker_is_retried_and_the_rest_of_the_grid_survives(tmp_path: Pa
     result = run_grid("crash", ["ppo"], suite, [0], tmp_path, workers=1, retries=1, overrides=FAST)
     assert (tmp_path / "crashed").exists() and not result.failed
     assert [r["env_id"] for r in result.rows] == ["toy_envs:CrashOnce-v0", "CartPole-v1"]
-    assert result.rows[0]["solved"]  # CounterEnv pays -5 an episode
+    assert result.rows[0]["found"]  # CounterEnv pays -5 an episode
 
 
 def test_a_run_whose_worker_keeps_dying_fails_alone(tmp_path: Path, monkeypatch) -> None:
@@ -157,9 +161,9 @@ def test_trailing_curve_by_hand() -> None:
     np.testing.assert_allclose(curve, [np.nan, 1.0, 2.0, 4.0])
 
 
-def test_steps_quartiles_count_unsolved_seeds_as_never() -> None:
-    rows = [{"solved": True, "steps_to_threshold": s} for s in (100, 200, 300)] + [
-        {"solved": False, "steps_to_threshold": None}
+def test_steps_quartiles_count_seeds_that_never_found_the_threshold_as_never() -> None:
+    rows = [{"found": True, "steps_to_threshold": s} for s in (100, 200, 300)] + [
+        {"found": False, "steps_to_threshold": None}
     ]
     assert steps_quartiles(rows) == (100.0, 200.0, 300.0)
     assert steps_quartiles(rows[2:] + rows[3:] * 2)[1] == np.inf
@@ -198,3 +202,63 @@ def test_bench_refuses_a_readme_without_its_section_before_running_anything(tmp_
     assert not (tmp_path / "runs").exists()
     assert main([*args, "--name", "tiny", "--readme", str(tmp_path / "missing.md")]) == 2
     assert "missing.md: cannot read it" in capsys.readouterr().err
+
+
+def test_kept_counts_final_evaluations_at_the_threshold_not_trailing_means_that_touched_it() -> None:
+    base = {"env_id": "CartPole-v1", "agent": "ppo", "steps_per_second": 100.0, "tv_share": None}
+    rows = [
+        {**base, "seed": 0, "found": True, "steps_to_threshold": 100, "kept": True, "final_eval_return": 25.0},
+        {**base, "seed": 1, "found": True, "steps_to_threshold": 300, "kept": False, "final_eval_return": 9.0},
+        {**base, "seed": 2, "found": False, "steps_to_threshold": None, "kept": False, "final_eval_return": 8.0},
+    ]
+    (entry,) = aggregate(rows, TINY_SUITE, ["ppo"], "ppo")
+    assert (entry["kept"], entry["found"], entry["seeds"]) == (1, 2, 3)
+    (line,) = [line for line in markdown_tables([entry], "ppo").splitlines() if line.startswith("| ppo |")]
+    # kept first, then found and the median steps to the first threshold (the seed that never found it: never)
+    assert line.startswith("| ppo | 1/3 | 2/3 | 300 | 100 – > 320 |")
+
+
+def test_cells_of_older_grids_that_say_solved_are_read_as_found(local_grid, tmp_path: Path) -> None:
+    _, first = local_grid
+    copy = tmp_path / "bench" / "tiny"
+    (copy / "cells").mkdir(parents=True)
+    (copy / "grid.json").write_text((first.bench_dir / "grid.json").read_text())
+    for cell in (first.bench_dir / "cells").glob("*.json"):
+        record = json.loads(cell.read_text())
+        record["solved"] = record.pop("found")
+        del record["kept"]
+        (copy / "cells" / cell.name).write_text(json.dumps(record))
+    again = tiny_grid(tmp_path, "tiny", workers=1)
+    assert not (copy / "runs").exists()  # nothing ran again
+    assert report_rows(again.report) == report_rows(first.report)
+    assert without_timing(read_csv(copy / "results.csv")) == without_timing(read_csv(first.bench_dir / "results.csv"))
+    (copy / "cells" / next(iter(first.bench_dir.glob("cells/*.json"))).name).write_text("{}")
+    with pytest.raises(ConfigError, match="not the record of a finished run"):
+        tiny_grid(tmp_path, "tiny", workers=1)
+
+
+def test_seed_start_runs_later_seeds_and_the_folder_keeps_count_of_all(tmp_path: Path, capsys) -> None:
+    runs = tmp_path / "runs"
+    args = ["bench", "--agents", "ppo", "--env", "CartPole-v1", "--steps", "64", "--runs-dir", str(runs)]
+    fast = ["--set", "n_envs=2", "--set", "algo_kwargs.n_steps=32", "--set", "eval_episodes=1", "--workers", "1"]
+    assert main([*args, *fast, "--seeds", "1", "--seed-start", "-1"]) == 2
+    assert "--seed-start must be >= 0" in capsys.readouterr().err
+    assert main([*args, *fast, "--seeds", "2", "--seed-start", "3"]) == 0
+    bench = runs / "bench" / "CartPole-v1"
+    assert sorted(p.stem for p in (bench / "cells").glob("*.json")) == ["CartPole-v1__ppo__3", "CartPole-v1__ppo__4"]
+    for seed in (3, 4):
+        config = (bench / "runs" / f"CartPole-v1__ppo__{seed}" / "config.yaml").read_text()
+        assert f"seed: {seed}\n" in config
+    assert [row["seed"] for row in read_csv(bench / "results.csv")] == ["3", "4"]
+    assert json.loads((bench / "grid.json").read_text())["seeds"] == [3, 4]
+    assert "Seeds: 3–4." in (bench / "results.md").read_text()
+    # other seeds join the folder; the report covers the seeds asked for, grid.json all of them
+    assert main([*args, *fast, "--seeds", "1", "--seed-start", "0"]) == 0
+    assert json.loads((bench / "grid.json").read_text())["seeds"] == [0, 3, 4]
+    assert [row["seed"] for row in read_csv(bench / "results.csv")] == ["0"]
+    assert "Seeds: 0." in (bench / "results.md").read_text()
+
+
+def test_seed_ranges_read_as_runs_of_consecutive_seeds() -> None:
+    assert seed_ranges([{"seed": s} for s in (101, 0, 1, 2, 100, 5, 102)]) == "0–2, 5, 100–102"
+    assert seed_ranges([]) == "none"
