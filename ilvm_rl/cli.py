@@ -20,7 +20,7 @@ from gymnasium.error import DependencyNotInstalled
 
 from ilvm_rl.bench import load_suite, run_grid, single_task_suite
 from ilvm_rl.bench.backends import BACKENDS
-from ilvm_rl.bench.plots import plot_run_dirs
+from ilvm_rl.bench.plots import GOAL_RATE_WINDOW, plot_goal_rates, plot_run_dirs
 from ilvm_rl.bench.suite import suite_names
 from ilvm_rl.checkpoint import CheckpointError
 from ilvm_rl.config import ConfigError
@@ -147,7 +147,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     plot_parser = commands.add_parser("plot", help="learning curves of run folders, for ad-hoc comparisons")
     plot_parser.add_argument("run_dirs", nargs="+", type=Path, metavar="RUN_DIR")
-    plot_parser.add_argument("--out", type=Path, default=Path("curves.png"), help="PNG file to write")
+    plot_parser.add_argument(
+        "--out", type=Path, help="PNG file to write (default: curves.png, or goal_rate.png with --goal-rate)"
+    )
+    plot_parser.add_argument(
+        "--goal-rate",
+        action="store_true",
+        help="draw the share of training episodes per window of steps whose return reaches the threshold "
+        "(found-then-lost shows as a rise and a fall); the numbers go to a CSV beside the PNG",
+    )
+    plot_parser.add_argument(
+        "--window", type=int, metavar="STEPS", help=f"with --goal-rate: steps per window (default {GOAL_RATE_WINDOW:,})"
+    )
 
     world_parser = commands.add_parser(
         "world-model", help="fit the ILVM trajectory model and two reference models; score their sampled futures"
@@ -190,7 +201,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.command == "pretrain":
             pretrain_command(args)
         elif args.command == "plot":
-            print(f"wrote {plot_run_dirs(args.out, args.run_dirs)}")
+            plot(args)
     except USER_ERRORS as error:
         print(f"ilvm-rl: error: {error}", file=sys.stderr)
         return 2
@@ -231,6 +242,18 @@ def bench(args: argparse.Namespace, command: str) -> int:
     print((result.bench_dir / "results.md").read_text())
     print(f"results: {result.bench_dir}")
     return 1 if result.failed else 0
+
+
+def plot(args: argparse.Namespace) -> None:
+    """``ilvm-rl plot``: learning curves, or with ``--goal-rate`` goal rates per window and their CSV."""
+    if args.goal_rate:
+        window = GOAL_RATE_WINDOW if args.window is None else args.window
+        png, table = plot_goal_rates(args.out or Path("goal_rate.png"), args.run_dirs, window)
+        print(f"wrote {png} and {table}")
+    elif args.window is not None:
+        raise ConfigError("--window sets the window of --goal-rate; add --goal-rate")
+    else:
+        print(f"wrote {plot_run_dirs(args.out or Path('curves.png'), args.run_dirs)}")
 
 
 def sampled_actions(agent: Any, obs: Any) -> Any:

@@ -11,7 +11,7 @@ from fast import FAST
 from toy_envs import CRASH_MARKER_VARIABLE
 
 from ilvm_rl.bench import Suite, Task, load_suite, run_grid
-from ilvm_rl.bench.plots import trailing_curve
+from ilvm_rl.bench.plots import goal_rates, trailing_curve, window_edges
 from ilvm_rl.bench.report import TIMING_COLUMNS, aggregate, markdown_tables, seed_ranges, steps_quartiles
 from ilvm_rl.cli import main
 from ilvm_rl.config import ConfigError
@@ -262,3 +262,53 @@ def test_seed_start_runs_later_seeds_and_the_folder_keeps_count_of_all(tmp_path:
 def test_seed_ranges_read_as_runs_of_consecutive_seeds() -> None:
     assert seed_ranges([{"seed": s} for s in (101, 0, 1, 2, 100, 5, 102)]) == "0–2, 5, 100–102"
     assert seed_ranges([]) == "none"
+
+
+def fake_run(folder: Path, agent: str, seed: int, episodes: list[tuple[int, float]]) -> Path:
+    """A run folder of the open room with the given ``(step, return)`` training episodes."""
+    folder.mkdir(parents=True)
+    config = {"agent": agent, "env_id": "ilvm/OpenRoomAction-v0", "seed": seed, "steps": 400, "threshold": None}
+    (folder / "config.yaml").write_text(json.dumps(config))  # YAML reads JSON
+    lines = ["step,return,length,on_tv_steps", *(f"{step},{value},50,0" for step, value in episodes)]
+    (folder / "episodes.csv").write_text("\n".join(lines) + "\n")
+    return folder
+
+
+def test_goal_rates_by_hand() -> None:
+    episodes = [(50, 0.8), (100, 0.2), (150, 0.75), (210, 0.0), (390, 0.7), (420, 0.9)]
+    rates, counts = goal_rates(episodes, 0.7, window_edges(400, 420, 200))
+    # windows (0, 200], (200, 420]: the last one stretched to the episode that ended past the budget
+    np.testing.assert_allclose(rates, [2 / 3, 2 / 3])
+    assert counts.tolist() == [3, 3]
+    rates, counts = goal_rates(episodes[:3], 0.7, window_edges(400, 150, 100))
+    # an episode that ends on a window's last step belongs to that window; empty windows are NaN
+    np.testing.assert_allclose(rates, [0.5, 1.0, np.nan, np.nan])
+    assert counts.tolist() == [2, 1, 0, 0]
+
+
+def test_plot_goal_rate_shows_found_then_lost_and_writes_the_numbers(tmp_path: Path, capsys) -> None:
+    # "keeps": the goal from step 100 on; "loses": the goal between 100 and 200, never after
+    runs = []
+    for seed in range(3):
+        steps = range(10 + seed, 400, 10)
+        runs.append(fake_run(tmp_path / f"keeps{seed}", "keeps", seed, [(s, 0.8 * (s > 100)) for s in steps]))
+        runs.append(fake_run(tmp_path / f"loses{seed}", "loses", seed, [(s, 0.8 * (100 < s <= 200)) for s in steps]))
+    out = tmp_path / "rate.png"
+    assert main(["plot", *map(str, runs), "--goal-rate", "--window", "100", "--out", str(out)]) == 0
+    assert out.read_bytes()[:8] == PNG_MAGIC
+    assert f"wrote {out} and {out.with_suffix('.csv')}" in capsys.readouterr().out
+    table = read_csv(out.with_suffix(".csv"))
+    rates = {(row["agent"], int(row["window_end"])): float(row["goal_rate"]) for row in table}
+    assert rates == {
+        ("keeps", 100): 0.0, ("keeps", 200): 1.0, ("keeps", 300): 1.0, ("keeps", 400): 1.0,
+        ("loses", 100): 0.0, ("loses", 200): 1.0, ("loses", 300): 0.0, ("loses", 400): 0.0,
+    }  # fmt: skip
+    assert all(
+        row["seeds"] == "3" and float(row["ci_low"]) <= float(row["goal_rate"]) <= float(row["ci_high"])
+        for row in table
+    )
+    assert sum(int(row["episodes"]) for row in table) == 6 * 39
+    assert main(["plot", str(runs[0]), "--goal-rate", "--window", "0", "--out", str(out)]) == 2
+    assert "--window must be >= 1" in capsys.readouterr().err
+    assert main(["plot", str(runs[0]), "--window", "100", "--out", str(out)]) == 2
+    assert "add --goal-rate" in capsys.readouterr().err
