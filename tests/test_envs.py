@@ -82,6 +82,19 @@ def shortest_route(layout: Layout) -> list[int]:
     return route[::-1]
 
 
+def walk_past_the_tv(env: gym.Env, route: list[int]) -> list[tuple[float, bool, bool]]:
+    """``(reward, terminated, truncated)`` of each step of ``route`` in a TV env, checking that the
+    TV never plays and the agent never enters the place TV's region on the way."""
+    grid = env.unwrapped
+    assert isinstance(grid, TVGridEnv)
+    outcomes = []
+    for action in route:
+        _, reward, terminated, truncated, info = env.step(action)
+        assert not info["on_tv"] and grid.cell not in grid.layout.region
+        outcomes.append((float(reward), terminated, truncated))
+    return outcomes
+
+
 def test_every_ilvm_env_is_registered() -> None:
     assert REGISTERED_IDS == sorted(
         [*NAVIGATION_IDS, *ROOM_IDS, "ilvm/Fork-v0", "ilvm/Maze-v0", *IMAGE_IDS, DOORKEY_ID]
@@ -199,11 +212,7 @@ def test_the_shortest_route_ignores_the_tv_and_pays_one(env_id: str) -> None:
     max_steps = gym.spec(env_id).max_episode_steps
     assert max_steps is not None and len(route) == 34 < max_steps
     env.reset(seed=0)
-    for index, action in enumerate(route):
-        _, reward, terminated, truncated, info = env.step(action)
-        assert not info["on_tv"] and navigation.cell not in layout.region
-        last = index == len(route) - 1
-        assert (reward, terminated, truncated) == ((1.0, True, False) if last else (0.0, False, False))
+    assert walk_past_the_tv(env, route) == [(0.0, False, False)] * 33 + [(1.0, True, False)]
     # the place TV is near the start: two moves away
     assert min(abs(r - layout.start[0]) + abs(c - layout.start[1]) for r, c in layout.region) == 2
 
@@ -219,12 +228,9 @@ def test_the_open_room_pays_less_the_later_its_far_goal_is_reached(env_id: str) 
     # the diagonal route, up first: a shortest one that passes beside the place TV without touching it
     route = [0, 1] * 24
     env.reset(seed=0)
-    for index, action in enumerate(route):
-        _, reward, terminated, truncated, info = env.step(action)
-        assert not info["on_tv"] and room.cell not in layout.region
-        last = index == len(route) - 1
-        assert (terminated, truncated) == (last, False)
-        assert reward == (pytest.approx(1 - 0.9 * 48 / 300) if last else 0.0)
+    assert walk_past_the_tv(env, route) == [(0.0, False, False)] * 47 + [
+        (pytest.approx(1 - 0.9 * 48 / 300), True, False)
+    ]
     spec = gym.spec(env_id)
     assert spec.max_episode_steps == room.max_steps == 300
     assert spec.reward_threshold is not None and spec.reward_threshold < 1 - 0.9 * 48 / 300
