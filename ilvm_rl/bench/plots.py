@@ -10,6 +10,7 @@ says only "found".
 
 from __future__ import annotations
 
+import csv
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -17,8 +18,6 @@ from typing import Any
 import matplotlib
 
 matplotlib.use("Agg")  # files only: no display on servers and CI
-
-import csv
 
 import matplotlib.pyplot as plt
 import numpy as np
