@@ -20,7 +20,7 @@ from gymnasium.error import DependencyNotInstalled
 
 from ilvm_rl.bench import load_suite, run_grid, single_task_suite
 from ilvm_rl.bench.backends import BACKENDS
-from ilvm_rl.bench.plots import GOAL_RATE_WINDOW, plot_goal_rates, plot_run_dirs
+from ilvm_rl.bench.plots import GOAL_RATE_WINDOW, plot_goal_rates, plot_run_dirs, runs_by_task
 from ilvm_rl.bench.suite import suite_names
 from ilvm_rl.checkpoint import CheckpointError
 from ilvm_rl.config import ConfigError
@@ -248,7 +248,7 @@ def plot(args: argparse.Namespace) -> None:
     """``ilvm-rl plot``: learning curves, or with ``--goal-rate`` goal rates per window and their CSV."""
     if args.goal_rate:
         window = GOAL_RATE_WINDOW if args.window is None else args.window
-        png, table = plot_goal_rates(args.out or Path("goal_rate.png"), args.run_dirs, window)
+        png, table = plot_goal_rates(args.out or Path("goal_rate.png"), runs_by_task(args.run_dirs), window)
         print(f"wrote {png} and {table}")
     elif args.window is not None:
         raise ConfigError("--window sets the window of --goal-rate; add --goal-rate")

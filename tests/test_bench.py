@@ -65,8 +65,10 @@ def test_local_grid_writes_a_csv_report_and_plots_that_agree(local_grid) -> None
     assert "| agent | seeds kept | seeds found | median steps to first threshold |" in report
     assert "Seeds: 0–1." in report
     assert "P(better than ppo)" in report and "wall time / ideal" in report
-    for plot in ("curves_CartPole-v1.png", "intervals.png"):
+    for plot in ("curves_CartPole-v1.png", "intervals.png", "goal_rate_CartPole-v1.png"):
         assert (bench / plot).read_bytes()[:8] == PNG_MAGIC, plot
+    rates = read_csv(bench / "goal_rate_CartPole-v1.csv")
+    assert [(r["agent"], r["window_start"]) for r in rates] == [(a, str(32 * i)) for a in AGENTS for i in range(10)]
 
 
 def test_a_finished_grid_is_not_run_again(local_grid) -> None:

@@ -9,6 +9,7 @@ Everything lands in ``runs/bench/<name>/``::
     results.csv        one row per run of the grid
     results.md         aggregate per task and agent (see :mod:`ilvm_rl.bench.report`)
     curves_<task>.png  learning curves; intervals.png: aggregate interval plot
+    goal_rate_<task>.png/.csv  share of training episodes reaching the threshold per tenth of the budget
 
 A cell is written only once its run has finished, atomically, so a grid killed at any moment and
 started again repeats no finished run and loses none.

@@ -101,7 +101,8 @@ def draw_curves(
     axis.set_xlabel("environment steps")
     axis.set_ylabel(ylabel)
     axis.grid(alpha=0.3)
-    axis.legend(loc="best", fontsize="small")
+    if bands or threshold is not None:  # a legend of nothing only warns
+        axis.legend(loc="best", fontsize="small")
     return bands
 
 
@@ -201,9 +202,19 @@ def plot_run_dirs(path: Path, run_dirs: Sequence[Path]) -> Path:
     return path
 
 
-def plot_goal_rates(path: Path, run_dirs: Sequence[Path], window: int = GOAL_RATE_WINDOW) -> tuple[Path, Path]:
-    """Goal rate per window of steps of run folders (``ilvm-rl plot --goal-rate``): one panel per task,
-    one line per agent (mean over seeds with a 95% bootstrap band), and the numbers in a CSV beside the PNG.
+def plot_goal_rates(
+    path: Path, tasks: dict[str, list[dict[str, Any]]], window: int = GOAL_RATE_WINDOW
+) -> tuple[Path, Path]:
+    """Goal rate per window of steps (``ilvm-rl plot --goal-rate``, and a grid's report): one panel per
+    task, one line per agent (mean over seeds with a 95% bootstrap band), and the numbers in a CSV
+    beside the PNG.
+
+    Args:
+        path: the PNG to write.
+        tasks: env id to its runs, each a dict with ``agent``, ``steps`` (budget), ``threshold``,
+            ``episodes`` (``(step, return)`` pairs) and ``run_dir`` (named in errors), as
+            :func:`runs_by_task` gives them.
+        window: environment steps per window.
 
     Returns:
         The PNG and the CSV written (``path`` with the suffix ``.csv``).
@@ -213,7 +224,6 @@ def plot_goal_rates(path: Path, run_dirs: Sequence[Path], window: int = GOAL_RAT
     """
     if window < 1:
         raise ConfigError(f"--window must be >= 1 environment step, got {window}")
-    tasks = runs_by_task(run_dirs)
     table: list[dict[str, Any]] = []
     figure, axes = plt.subplots(1, len(tasks), figsize=(7 * len(tasks), 4.5), squeeze=False)
     for axis, (env_id, of_task) in zip(axes[0], tasks.items(), strict=True):

@@ -162,7 +162,7 @@ def write_reports(
     timing: dict[str, Any] | None,
 ) -> str:
     """Write ``results.csv``, ``results.md`` and the plots; return the report's tables."""
-    from ilvm_rl.bench.plots import plot_intervals, plot_task_curves  # matplotlib only when reporting
+    from ilvm_rl.bench.plots import plot_goal_rates, plot_intervals, plot_task_curves  # matplotlib only when reporting
 
     write_csv(bench_dir / "results.csv", rows)
     table = aggregate(rows, suite, agents, baseline)
@@ -173,7 +173,8 @@ def write_reports(
         f"Seeds: {seed_ranges(rows)}. Kept: the final evaluation return reaches the task's threshold (a "
         f"run counts as solved only then). Found, and steps to first threshold: the first environment step at "
         f"which the mean extrinsic return of the last 10 training episodes reaches the threshold; a run can "
-        f"find the goal and lose it again. Final eval return: the policy after the budget on a "
+        f"find the goal and lose it again (goal_rate_<task>.png and .csv: the share of training episodes "
+        f"reaching the threshold per tenth of the budget). Final eval return: the policy after the budget on a "
         f"separate environment, arg-max or sampled as the recipe's eval_deterministic says (arg-max by "
         f"default). IQM and probability of improvement: rliable, 95% "
         f"stratified bootstrap ({BOOTSTRAP_REPS} resamples, fixed random state).",
@@ -188,6 +189,16 @@ def write_reports(
     lines += [f"Command: `{command}`", ""]
     for task in suite.tasks:
         plot_task_curves(bench_dir / f"curves_{file_stem(task.env_id)}.png", task.env_id, rows, agents, task.steps)
+        runs = [
+            {**row, "steps": task.steps, "threshold": task.threshold, "run_dir": f"{row['agent']} seed {row['seed']}"}
+            for agent in agents
+            for row in rows
+            if (row["env_id"], row["agent"]) == (task.env_id, agent)
+        ]
+        if runs and task.threshold is not None:  # ten windows a run: found-then-lost shows as a rise and a fall
+            plot_goal_rates(
+                bench_dir / f"goal_rate_{file_stem(task.env_id)}.png", {task.env_id: runs}, max(task.steps // 10, 1)
+            )
     if table:
         plot_intervals(bench_dir / "intervals.png", table, agents)
     (bench_dir / "results.md").write_text("\n".join(lines))
