@@ -12,8 +12,9 @@ A run folder ``runs/<env>__<agent>__<seed>__<time>/`` holds::
     representation/    the state model this run pretrained for its features extractor (frozen and
                        finetune modes without a checkpoint of their own; safetensors + JSON)
     eval.json          final evaluation: arg-max or sampled policy (eval_deterministic), separate env, extrinsic return
-    results.json       summary: steps to threshold, solved, final return, share of steps on a noisy
-                       TV (tasks that report one), steps per second
+    results.json       summary: steps to threshold, found (the trailing mean reached the threshold),
+                       kept (the final evaluation did), final return, share of steps on a noisy TV
+                       (tasks that report one), steps per second
 """
 
 from __future__ import annotations
@@ -70,7 +71,8 @@ class RunSpec:
         seed: seeds the agent, the module and the environments.
         steps: environment steps (all parallel environments together).
         overrides: recipe settings merged last.
-        threshold: training return that counts as solved; None takes the env's ``reward_threshold``.
+        threshold: the return a run must reach: the trailing mean of training returns (found) and
+            the final evaluation (kept); None takes the env's ``reward_threshold``.
     """
 
     agent: str
@@ -467,7 +469,8 @@ def write_results(
         "steps": steps_done,
         "reward_threshold": threshold,
         "steps_to_threshold": reached,
-        "solved": reached is not None,
+        "found": reached is not None,
+        "kept": is_kept(evaluation["mean_return"], threshold),
         "final_eval_return": evaluation["mean_return"],
         "tv_share": tv_share(run_dir),
         "steps_per_second": steps_per_second,
@@ -476,3 +479,19 @@ def write_results(
     }
     (run_dir / RESULTS_FILE).write_text(json.dumps(results, indent=2))
     return results
+
+
+def is_kept(final_eval_return: float, threshold: float | None) -> bool | None:
+    """Whether the policy at the end of the run still reaches the threshold (None without one)."""
+    return None if threshold is None else bool(final_eval_return >= threshold)
+
+
+def upgraded_results(results: dict[str, Any]) -> dict[str, Any]:
+    """``results`` (of ``results.json`` or a grid cell) with ``found`` and ``kept``: files written
+    before those existed call ``found`` ``solved`` and lack ``kept``."""
+    upgraded = dict(results)
+    if "found" not in upgraded:
+        upgraded["found"] = bool(upgraded.pop("solved"))
+    if "kept" not in upgraded:
+        upgraded["kept"] = is_kept(upgraded["final_eval_return"], upgraded.get("reward_threshold"))
+    return upgraded
