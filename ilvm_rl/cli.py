@@ -8,6 +8,7 @@ import json
 import logging
 import os
 import shlex
+import shutil
 import sys
 import time
 from collections.abc import Sequence
@@ -24,9 +25,9 @@ from ilvm_rl.bench.suite import suite_names
 from ilvm_rl.checkpoint import CheckpointError
 from ilvm_rl.config import ConfigError
 from ilvm_rl.exploration.spaces import UnsupportedSpaceError
-from ilvm_rl.recipes import ALGORITHMS, check_env_id, load_recipe, recipe_names
+from ilvm_rl.recipes import ALGORITHMS, check_env_id, file_stem, load_recipe, recipe_names
 from ilvm_rl.representation.pretrain import pretrain
-from ilvm_rl.run import RunSpec, make_run_dir, observation_wrapper, resume, train
+from ilvm_rl.run import RunSpec, has_started, make_run_dir, observation_wrapper, resume, train
 from ilvm_rl.world_model import markdown_table as world_model_table
 from ilvm_rl.world_model import run_benchmark as run_world_model_benchmark
 
@@ -171,7 +172,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             spec = RunSpec(args.agent, args.env, args.seed, args.steps, parse_overrides(args.overrides))
             load_recipe(spec.agent, spec.env_id, spec.overrides)  # no run folder for a bad recipe
             run_dir = make_run_dir(args.runs_dir, spec)
-            results = train(spec, run_dir, progress_bar=not args.no_progress, command=command)
+            try:
+                results = train(spec, run_dir, progress_bar=not args.no_progress, command=command)
+            except BaseException:
+                if not has_started(run_dir):  # a failed start leaves no folder behind
+                    shutil.rmtree(run_dir, ignore_errors=True)
+                raise
             print(json.dumps(results, indent=2))
             print(f"run folder: {run_dir}\nTensorBoard: tensorboard --logdir {run_dir}")
         elif args.command == "bench":
@@ -193,7 +199,7 @@ def bench(args: argparse.Namespace, command: str) -> int:
     if args.suite:
         suite, name = load_suite(args.suite), Path(args.suite).stem
     else:
-        suite, name = single_task_suite(args.env, args.steps), args.env.replace("/", "-")
+        suite, name = single_task_suite(args.env, args.steps), file_stem(args.env)
     bench_name = args.name or name
     if args.readme:  # a missing section fails now, not after hours of runs
         surrounding_section(args.readme, f"bench:{bench_name}")
@@ -239,9 +245,7 @@ def pretrain_command(args: argparse.Namespace) -> None:
         if not args.policy.is_file():
             raise ConfigError(f"--policy {args.policy}: no such model file")
         policy = partial(sampled_actions, ALGORITHMS[recipe.algo].load(args.policy, device="cpu"))
-    out = (
-        args.out or Path("runs") / "pretrained" / f"{args.env.replace('/', '-')}__{Path(args.agent).stem}__{args.seed}"
-    )
+    out = args.out or Path("runs") / "pretrained" / f"{file_stem(args.env)}__{Path(args.agent).stem}__{args.seed}"
     if args.steps is not None and args.steps < 1:
         raise ConfigError(f"--steps must be >= 1, got {args.steps}")
     summary = pretrain(
@@ -269,7 +273,7 @@ def world_model(args: argparse.Namespace, command: str) -> None:
         raise ConfigError(f"world-model: {error}") from error
     table = world_model_table(rows, args.samples)
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    folder = args.runs_dir / "world_model" / f"{args.env.replace('/', '-').replace(':', '-')}__{args.seed}__{stamp}"
+    folder = args.runs_dir / "world_model" / f"{file_stem(args.env)}__{args.seed}__{stamp}"
     folder.mkdir(parents=True, exist_ok=True)
     settings = {key: getattr(args, key) for key in ("env", "horizon", "samples", "steps", "fit_steps", "seed")}
     (folder / "results.json").write_text(json.dumps({"settings": settings, "rows": rows}, indent=2))

@@ -100,6 +100,16 @@ def check_env_id(env_id: str) -> None:
     ``module:Name-v0`` ids (Gymnasium's way to name an env registered by a module of one's own)
     import the module first.
     """
+    env_spec(env_id)
+
+
+def env_spec(env_id: str) -> gym.envs.registration.EnvSpec:
+    """The registration of ``env_id``; a ``module:Name-v0`` id imports ``module`` first (``gym.spec``
+    alone does not take the module prefix that ``gym.make`` accepts).
+
+    Raises:
+        ConfigError: the module cannot be imported or the id is not registered (naming close matches).
+    """
     import ilvm_rl.envs  # noqa: F401  (registers the ilvm/ environments)
 
     module, _, name = env_id.rpartition(":")
@@ -112,6 +122,13 @@ def check_env_id(env_id: str) -> None:
         close = difflib.get_close_matches(name, list(gym.envs.registry), n=3)
         hint = f"; did you mean {', '.join(close)}?" if close else ""
         raise ConfigError(f"unknown environment id {env_id!r}{hint}")
+    return gym.envs.registry[name]
+
+
+def file_stem(env_id: str) -> str:
+    """``env_id`` as part of a file or folder name: no ``/`` (a namespace) and no ``:`` (a module
+    prefix, which some file systems and tools refuse)."""
+    return env_id.replace("/", "-").replace(":", "-")
 
 
 def _merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:

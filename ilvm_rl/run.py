@@ -9,11 +9,14 @@ A run folder ``runs/<env>__<agent>__<seed>__<time>/`` holds::
     episodes.csv       every finished training episode: global step, extrinsic return, length
     model.zip          the SB3 model
     exploration/       the exploration module checkpoint (safetensors + JSON)
+    checkpoint.json    the step count, schedule position and training time model and module were saved at
+                       (see :mod:`ilvm_rl.run_state`)
     representation/    the state model this run pretrained for its features extractor (frozen and
                        finetune modes without a checkpoint of their own; safetensors + JSON)
     eval.json          final evaluation: arg-max or sampled policy (eval_deterministic), separate env, extrinsic return
     results.json       summary: steps to threshold, solved, final return, share of steps on a noisy
-                       TV (tasks that report one), steps per second
+                       TV (tasks that report one), steps per second and training time (all segments of
+                       a resumed run, less the steps played again after a kill)
 """
 
 from __future__ import annotations
@@ -38,20 +41,34 @@ from gymnasium.wrappers import RescaleObservation
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.evaluation import evaluate_policy
-from stable_baselines3.common.logger import configure
 from stable_baselines3.common.monitor import Monitor
+from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
+from stable_baselines3.common.vec_env import VecEnv
 
 from ilvm_rl.config import ConfigError, from_dict
-from ilvm_rl.exploration.spaces import has_fixed_scale
-from ilvm_rl.recipes import ALGORITHMS, Recipe, load_recipe
+from ilvm_rl.exploration.spaces import ActionEncoder, ObservationFlattener, UnsupportedSpaceError, has_fixed_scale
+from ilvm_rl.recipes import ALGORITHMS, Recipe, check_env_id, env_spec, file_stem, load_recipe
 from ilvm_rl.representation.extractor import RepresentationCallback, load_pretrained, representation_policy_kwargs
 from ilvm_rl.representation.pretrain import pretrain
 from ilvm_rl.representation.state_model import read_settings
+from ilvm_rl.run_state import (
+    EXPLORATION_DIR,
+    MODEL_FILE,
+    PENDING_DIR,
+    STATE_FILE,
+    RunState,
+    continued_logger,
+    load_weights,
+    recover_pair,
+    restore_position,
+    save_pair,
+)
 from ilvm_rl.sb3.callback import ExplorationCallback, with_exploration
 
 EPISODES_FILE, RESULTS_FILE, EVAL_FILE = "episodes.csv", "results.json", "eval.json"
-CONFIG_FILE, MODEL_FILE, EXPLORATION_DIR = "config.yaml", "model.zip", "exploration"
-REPRESENTATION_DIR = "representation"
+CONFIG_FILE, REPRESENTATION_DIR = "config.yaml", "representation"
+# the observation spaces SB3's policies read (alone, or as the values of a Dict)
+POLICY_SPACES = (gym.spaces.Box, gym.spaces.Discrete, gym.spaces.MultiDiscrete, gym.spaces.MultiBinary)
 # the trailing window over which training returns are compared with the env's reward threshold
 THRESHOLD_WINDOW = 10
 # evaluation environments are seeded away from the training ones
@@ -122,11 +139,18 @@ class EpisodeRecorder(BaseCallback):
 
 
 class PeriodicCheckpoint(BaseCallback):
-    """Saves the SB3 model and the exploration module every ``every`` steps."""
+    """Saves the SB3 model and the exploration module, as a pair, every ``every`` steps.
 
-    def __init__(self, run_dir: Path, every: int, exploration: ExplorationCallback | None):
+    Args:
+        run_dir: the run folder.
+        every: steps between checkpoints.
+        exploration: the run's exploration callback, if any.
+        clock: the run's training time so far, all segments together (recorded with each checkpoint).
+    """
+
+    def __init__(self, run_dir: Path, every: int, exploration: ExplorationCallback | None, clock: Callable[[], float]):
         super().__init__()
-        self.run_dir, self.every, self.exploration = run_dir, every, exploration
+        self.run_dir, self.every, self.exploration, self.clock = run_dir, every, exploration, clock
         self.last = 0
 
     def _on_training_start(self) -> None:
@@ -139,16 +163,12 @@ class PeriodicCheckpoint(BaseCallback):
         # between rollouts everything collected so far has been trained on, by agent and module
         if self.num_timesteps - self.last >= self.every:
             self.last = self.num_timesteps
-            save_checkpoint(self.run_dir, self.model, self.exploration)
+            save_checkpoint(self.run_dir, self.model, self.exploration, self.clock())
 
 
-def save_checkpoint(run_dir: Path, model: Any, exploration: ExplorationCallback | None) -> None:
-    # a kill during the write must not destroy the previous checkpoint
-    partial_file = run_dir / (MODEL_FILE + ".partial")
-    model.save(partial_file)
-    partial_file.replace(run_dir / MODEL_FILE)
-    if exploration is not None:
-        exploration.save(run_dir / EXPLORATION_DIR)
+def save_checkpoint(run_dir: Path, model: Any, exploration: ExplorationCallback | None, wall_time_s: float) -> None:
+    """Write model and module as one checkpoint (:func:`ilvm_rl.run_state.save_pair`)."""
+    save_pair(run_dir, model, exploration.explorer if exploration is not None else None, wall_time_s)
 
 
 def steps_to_threshold(
@@ -203,22 +223,31 @@ def read_run(run_dir: Path) -> dict[str, Any]:
             "episodes": read_episodes(run_dir),
         }
     except (yaml.YAMLError, KeyError, TypeError, ValueError) as error:
+        if isinstance(error, ConfigError):
+            raise
         raise ConfigError(f"{config_path}: not a run configuration ({error})") from error
 
 
 def reward_threshold(env_id: str) -> float | None:
-    return gym.spec(env_id).reward_threshold
+    """The ``reward_threshold`` registered for ``env_id`` (``module:Name-v0`` ids included)."""
+    return env_spec(env_id).reward_threshold
 
 
 def make_run_dir(root: Path, spec: RunSpec) -> Path:
-    agent = Path(spec.agent).stem
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    run_dir = root / f"{spec.env_id.replace('/', '-')}__{agent}__{spec.seed}__{stamp}"
-    suffix = 1
-    while run_dir.exists():
-        suffix += 1
-        run_dir = root / f"{spec.env_id.replace('/', '-')}__{agent}__{spec.seed}__{stamp}-{suffix}"
-    run_dir.mkdir(parents=True)
+    """A new, empty folder ``root/<env>__<agent>__<seed>__<time>`` for a run of ``spec``.
+
+    Raises:
+        ConfigError: ``root`` cannot hold folders (it names a file, or cannot be written).
+    """
+    stem = f"{file_stem(spec.env_id)}__{Path(spec.agent).stem}__{spec.seed}__{time.strftime('%Y%m%d-%H%M%S')}"
+    run_dir, suffix = root / stem, 1
+    try:
+        while run_dir.exists():
+            suffix += 1
+            run_dir = root / f"{stem}-{suffix}"
+        run_dir.mkdir(parents=True)
+    except (FileExistsError, NotADirectoryError, PermissionError) as error:
+        raise ConfigError(f"--runs-dir {root}: cannot make a run folder in it ({error.strerror})") from error
     return run_dir
 
 
@@ -244,30 +273,32 @@ def train(spec: RunSpec, run_dir: Path, progress_bar: bool = False, command: str
         "recipe": resolved,
     }
     (run_dir / CONFIG_FILE).write_text(yaml.safe_dump(record, sort_keys=False))
-    return _learn(spec, recipe, run_dir, progress_bar, resume=False)
+    return _learn(spec, recipe, run_dir, progress_bar, None, command)
+
+
+def has_started(run_dir: Path) -> bool:
+    """Whether training began in ``run_dir`` (its episode log is opened when it does): before that, a
+    failed run leaves nothing worth keeping."""
+    return (run_dir / EPISODES_FILE).exists()
 
 
 def clear_outputs(run_dir: Path) -> None:
     """Remove what an earlier, unfinished attempt left in ``run_dir``."""
-    for name in (EPISODES_FILE, RESULTS_FILE, EVAL_FILE, MODEL_FILE):
+    for name in (EPISODES_FILE, RESULTS_FILE, EVAL_FILE, MODEL_FILE, STATE_FILE):
         (run_dir / name).unlink(missing_ok=True)
-    for name in ("tb", "monitor", EXPLORATION_DIR, REPRESENTATION_DIR):
+    for name in ("tb", "monitor", EXPLORATION_DIR, REPRESENTATION_DIR, PENDING_DIR):
         shutil.rmtree(run_dir / name, ignore_errors=True)
 
 
-def resume(run_dir: Path, progress_bar: bool = False, command: str | None = None) -> dict[str, Any]:
-    """Continue an interrupted run from its last checkpoint up to its step budget.
+def read_run_spec(run_dir: Path) -> tuple[RunSpec, Recipe]:
+    """The spec and resolved recipe a run folder was made with (its ``config.yaml``).
 
     Raises:
-        ConfigError: the folder is not a run, has finished, or holds no checkpoint yet.
+        ConfigError: the folder is not a run folder, or its configuration is malformed.
     """
     config_path = run_dir / CONFIG_FILE
     if not config_path.is_file():
         raise ConfigError(f"{run_dir} is not a run folder: {CONFIG_FILE} is missing")
-    if (run_dir / RESULTS_FILE).is_file():
-        raise ConfigError(f"{run_dir} has finished ({RESULTS_FILE} exists); nothing to resume")
-    if not (run_dir / MODEL_FILE).is_file():
-        raise ConfigError(f"{run_dir} holds no checkpoint yet ({MODEL_FILE}); set checkpoint_every in the recipe")
     try:
         record = yaml.safe_load(config_path.read_text())
         spec = RunSpec(
@@ -276,65 +307,138 @@ def resume(run_dir: Path, progress_bar: bool = False, command: str | None = None
         recipe = from_dict(Recipe, record["recipe"], f"{config_path}: recipe")
     except (yaml.YAMLError, KeyError, TypeError, ValueError) as error:
         raise ConfigError(f"{config_path}: not a run configuration ({error})") from error
-    with (run_dir / "command.txt").open("a") as file:
-        file.write((command or shlex.join(sys.argv)) + "\n")
-    return _learn(spec, recipe, run_dir, progress_bar, resume=True)
+    check_env_id(spec.env_id)
+    return spec, recipe
 
 
-def _learn(spec: RunSpec, recipe: Recipe, run_dir: Path, progress_bar: bool, resume: bool) -> dict[str, Any]:
+def resume(run_dir: Path, progress_bar: bool = False, command: str | None = None) -> dict[str, Any]:
+    """Continue an interrupted run from its last checkpoint up to its step budget.
+
+    The model is rebuilt from the run's recipe and only its tensors are loaded (no pickle); the logs
+    are cut back to the checkpoint's step and continued.
+
+    Raises:
+        ConfigError: the folder is not a run or has finished.
+        CheckpointError: it holds no checkpoint yet, or model and module do not belong together.
+    """
+    spec, recipe = read_run_spec(run_dir)
+    if (run_dir / RESULTS_FILE).is_file():
+        raise ConfigError(f"{run_dir} has finished ({RESULTS_FILE} exists); nothing to resume")
+    state = recover_pair(run_dir, with_exploration=recipe.exploration is not None)
+    return _learn(spec, recipe, run_dir, progress_bar, state, command)
+
+
+def check_spaces(env_id: str, observation_space: gym.Space, action_space: gym.Space, recipe: Recipe) -> None:
+    """Refuse, before a policy is built, the spaces that SB3's policies or the recipe's modules
+    cannot read.
+
+    Raises:
+        UnsupportedSpaceError: naming the env, the space and what is accepted.
+    """
+    parts = observation_space.spaces.values() if isinstance(observation_space, gym.spaces.Dict) else [observation_space]
+    if not all(isinstance(part, POLICY_SPACES) for part in parts):
+        raise UnsupportedSpaceError(
+            f"{env_id}: observation space {observation_space} is not supported: the agent's policy reads a Box, "
+            f"Discrete, MultiDiscrete or MultiBinary space, or a Dict of them (not nested); wrap the env to "
+            f"turn it into one (e.g. gymnasium.wrappers.FlattenObservation for a Tuple)"
+        )
+    if recipe.exploration is not None or recipe.representation is not None:
+        try:
+            ObservationFlattener(observation_space)
+            ActionEncoder(action_space)
+        except UnsupportedSpaceError as error:
+            raise UnsupportedSpaceError(f"{env_id}: {error}") from error
+
+
+def build_model(spec: RunSpec, recipe: Recipe, env: VecEnv) -> OnPolicyAlgorithm:
+    """The agent a recipe describes, built on ``env`` (untrained; the representation module's
+    features extractor in place but not yet loaded).
+
+    Raises:
+        ConfigError: the algorithm refuses a setting of ``algo_kwargs`` (naming it).
+    """
+    algo_kwargs = dict(recipe.algo_kwargs)
+    if recipe.representation is not None:
+        algo_kwargs["policy_kwargs"] = representation_policy_kwargs(
+            recipe.representation, algo_kwargs.get("policy_kwargs")
+        )
+    try:
+        return ALGORITHMS[recipe.algo](recipe.policy, env, seed=spec.seed, device="cpu", verbose=0, **algo_kwargs)
+    except (ValueError, TypeError, AssertionError) as error:
+        raise ConfigError(
+            f"recipe {spec.agent} for {spec.env_id}: algo_kwargs are refused by {recipe.algo} "
+            f"({str(error).splitlines()[0] if str(error) else type(error).__name__})"
+        ) from error
+
+
+def _learn(
+    spec: RunSpec, recipe: Recipe, run_dir: Path, progress_bar: bool, state: RunState | None, command: str | None
+) -> dict[str, Any]:
     torch.set_num_threads(1)  # small networks: threads cost more than they give, and runs go in parallel
-    env = make_vec_env(
-        spec.env_id,
-        n_envs=recipe.n_envs,
-        seed=spec.seed,
-        monitor_dir=str(monitor_folder(run_dir, resume)),
-        wrapper_class=observation_wrapper(spec.env_id, recipe),
-    )
-    algo = ALGORITHMS[recipe.algo]
-    exploration = None
-    representation = recipe.representation
-    if resume:  # the features extractor's weights are part of the policy in model.zip
-        model = algo.load(run_dir / MODEL_FILE, env=env, device="cpu")
-        if recipe.exploration is not None:
-            exploration = with_exploration(model, checkpoint=run_dir / EXPLORATION_DIR, seed=spec.seed)
-        drop_episodes_after(run_dir, model.num_timesteps)  # those are played again
-    else:
-        algo_kwargs = dict(recipe.algo_kwargs)
-        if representation is not None:
-            algo_kwargs["policy_kwargs"] = representation_policy_kwargs(
-                representation, algo_kwargs.get("policy_kwargs")
-            )
-        model = algo(recipe.policy, env, seed=spec.seed, device="cpu", verbose=0, **algo_kwargs)
-        if representation is not None:
-            checkpoint = pretrained_checkpoint(spec, recipe, run_dir)
-            if checkpoint is not None:  # after the policy is built: ortho_init has re-initialised the extractor
-                load_pretrained(model.policy, checkpoint)
-        if recipe.exploration is not None:
-            exploration = ExplorationCallback(recipe.exploration, seed=spec.seed)
-    model.set_logger(configure(str(run_dir / "tb"), ["tensorboard", "csv"]))
+    monitor = monitor_folder(run_dir, resume=state is not None)
+    env: VecEnv | None = None
+    try:  # nothing is left behind by a start that fails before training
+        probe = gym.make(spec.env_id)
+        check_spaces(spec.env_id, probe.observation_space, probe.action_space, recipe)
+        probe.close()
+        env = make_vec_env(
+            spec.env_id,
+            n_envs=recipe.n_envs,
+            seed=spec.seed,
+            monitor_dir=str(monitor),
+            wrapper_class=observation_wrapper(spec.env_id, recipe),
+        )
+        model = build_model(spec, recipe, env)
+        exploration = None
+        if state is not None:  # the features extractor's weights are part of the policy in model.zip
+            load_weights(model, run_dir / MODEL_FILE)
+            restore_position(model, state, spec.steps)
+            if recipe.exploration is not None:
+                exploration = with_exploration(model, checkpoint=run_dir / EXPLORATION_DIR, seed=spec.seed)
+        else:
+            if recipe.representation is not None:
+                checkpoint = pretrained_checkpoint(spec, recipe, run_dir)
+                if checkpoint is not None:  # after the policy is built: ortho_init has re-initialised the extractor
+                    load_pretrained(model.policy, checkpoint)
+            if recipe.exploration is not None:
+                exploration = ExplorationCallback(recipe.exploration, seed=spec.seed)
+    except BaseException:
+        if env is not None:
+            env.close()
+        if state is not None:
+            shutil.rmtree(monitor, ignore_errors=True)
+        raise
+    if state is not None:
+        with (run_dir / "command.txt").open("a") as file:
+            file.write((command or shlex.join(sys.argv)) + "\n")
+        drop_episodes_after(run_dir, state.steps)  # those are played again
+    model.set_logger(continued_logger(run_dir / "tb", state.steps if state is not None else None))
+    earlier_wall = state.wall_time_s if state is not None else 0.0
+    start, start_steps = time.perf_counter(), model.num_timesteps
+
+    def clock() -> float:
+        return earlier_wall + time.perf_counter() - start
+
     callbacks: list[BaseCallback] = [EpisodeRecorder(run_dir / EPISODES_FILE)]
     if exploration is not None:
         callbacks.append(exploration)
-    if representation is not None and representation.mode == "online":
-        callbacks.append(RepresentationCallback(representation, seed=spec.seed))
+    if recipe.representation is not None and recipe.representation.mode == "online":
+        callbacks.append(RepresentationCallback(recipe.representation, seed=spec.seed))
     if recipe.checkpoint_every:
-        callbacks.append(PeriodicCheckpoint(run_dir, recipe.checkpoint_every, exploration))
-
-    start, start_steps = time.perf_counter(), model.num_timesteps
+        callbacks.append(PeriodicCheckpoint(run_dir, recipe.checkpoint_every, exploration, clock))
     model.learn(
-        spec.steps - model.num_timesteps,
+        spec.steps - start_steps,
         callback=CallbackList(callbacks),
         progress_bar=progress_bar,
-        reset_num_timesteps=not resume,
+        reset_num_timesteps=state is None,
     )
-    wall = time.perf_counter() - start
-    save_checkpoint(run_dir, model, exploration)
+    wall = clock()
+    save_checkpoint(run_dir, model, exploration, wall)
     env.close()
     evaluation = evaluate(model, spec.env_id, spec.seed, recipe)
     (run_dir / EVAL_FILE).write_text(json.dumps(evaluation, indent=2))
-    return write_results(
-        run_dir, spec, evaluation, model.num_timesteps, (model.num_timesteps - start_steps) / wall, wall
-    )
+    # the steps played again after a kill are counted neither in the steps nor in the time
+    return write_results(run_dir, spec, evaluation, model.num_timesteps, model.num_timesteps / wall, wall)
 
 
 def pretrained_checkpoint(spec: RunSpec, recipe: Recipe, run_dir: Path) -> Path | None:

@@ -27,7 +27,7 @@ from ilvm_rl.bench.backends import Job, run_jobs
 from ilvm_rl.bench.report import write_reports
 from ilvm_rl.bench.suite import Suite
 from ilvm_rl.config import ConfigError
-from ilvm_rl.recipes import load_recipe
+from ilvm_rl.recipes import file_stem, load_recipe
 from ilvm_rl.run import RunSpec, read_episodes, train
 
 log = logging.getLogger(__name__)
@@ -52,7 +52,7 @@ class GridResult:
 
 def cell_name(spec: RunSpec) -> str:
     """The fixed name of one grid cell, so a restarted grid finds its finished runs."""
-    return f"{spec.env_id.replace('/', '-').replace(':', '-')}__{Path(spec.agent).stem}__{spec.seed}"
+    return f"{file_stem(spec.env_id)}__{Path(spec.agent).stem}__{spec.seed}"
 
 
 def run_cell(spec: RunSpec, run_dir: str, command: str) -> dict[str, Any]:
