@@ -25,9 +25,9 @@ from ilvm_rl.bench.suite import suite_names
 from ilvm_rl.checkpoint import CheckpointError
 from ilvm_rl.config import ConfigError
 from ilvm_rl.exploration.spaces import UnsupportedSpaceError
-from ilvm_rl.recipes import ALGORITHMS, check_env_id, file_stem, load_recipe, recipe_names
+from ilvm_rl.recipes import check_env_id, file_stem, load_recipe, recipe_names
 from ilvm_rl.representation.pretrain import pretrain
-from ilvm_rl.run import RunSpec, has_started, make_run_dir, observation_wrapper, resume, train
+from ilvm_rl.run import RunSpec, has_started, load_agent, make_run_dir, observation_wrapper, resume, train
 from ilvm_rl.world_model import markdown_table as world_model_table
 from ilvm_rl.world_model import run_benchmark as run_world_model_benchmark
 
@@ -242,9 +242,7 @@ def pretrain_command(args: argparse.Namespace) -> None:
             raise ConfigError(f"--fit-steps: {error}") from error
     policy = None
     if args.policy is not None:
-        if not args.policy.is_file():
-            raise ConfigError(f"--policy {args.policy}: no such model file")
-        policy = partial(sampled_actions, ALGORITHMS[recipe.algo].load(args.policy, device="cpu"))
+        policy = partial(sampled_actions, load_agent(args.policy, args.env, recipe, args.seed))
     out = args.out or Path("runs") / "pretrained" / f"{file_stem(args.env)}__{Path(args.agent).stem}__{args.seed}"
     if args.steps is not None and args.steps < 1:
         raise ConfigError(f"--steps must be >= 1, got {args.steps}")

@@ -371,6 +371,25 @@ def build_model(spec: RunSpec, recipe: Recipe, env: VecEnv) -> OnPolicyAlgorithm
         ) from error
 
 
+def load_agent(path: Path, env_id: str, recipe: Recipe, seed: int = 0) -> OnPolicyAlgorithm:
+    """An agent with the weights of the SB3 model zip ``path``, loaded without pickle: the agent is
+    rebuilt from the recipe of the run folder that holds the zip (its ``config.yaml``), else from
+    ``recipe``, and only the zip's tensors are read.
+
+    Raises:
+        ConfigError: no such file.
+        CheckpointError: the zip is unreadable, or its weights do not fit the recipe's agent.
+    """
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such model file")
+    if (path.parent / CONFIG_FILE).is_file():
+        recipe = read_run_spec(path.parent)[1]
+    env = make_vec_env(env_id, n_envs=1, seed=seed, wrapper_class=observation_wrapper(env_id, recipe))
+    model = build_model(RunSpec(str(path), env_id, seed, 1), recipe, env)
+    load_weights(model, path)
+    return model
+
+
 def _learn(
     spec: RunSpec, recipe: Recipe, run_dir: Path, progress_bar: bool, state: RunState | None, command: str | None
 ) -> dict[str, Any]:
