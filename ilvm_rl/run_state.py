@@ -23,6 +23,7 @@ import os
 import pickle
 import shutil
 import struct
+import time
 import zipfile
 from collections import deque
 from collections.abc import Iterator
@@ -181,8 +182,22 @@ def continued_logger(tb_dir: Path, steps: int | None) -> Logger:
     if steps is not None:
         for events in sorted(tb_dir.glob("*tfevents*")):
             cut_events(events, steps)
+        wait_past(tb_dir)
     csv_format = ContinuedCSVOutputFormat(str(tb_dir / PROGRESS_FILE), steps)
     return Logger(str(tb_dir), [TensorBoardOutputFormat(str(tb_dir)), csv_format])
+
+
+def wait_past(tb_dir: Path) -> None:
+    """Wait until the clock has passed the second in the name of the newest event file of ``tb_dir``.
+
+    Why: TensorBoard reads a folder's event files in name order, and a name starts with the second
+    it was made in (then host and process id). A segment's file made within the same second as the
+    previous segment's could sort before it, and TensorBoard would then drop the later steps it read
+    first as orphaned when the earlier ones follow.
+    """
+    seconds = [int(part) for path in tb_dir.glob("*tfevents*") for part in path.name.split(".")[3:4] if part.isdigit()]
+    while seconds and time.time() < max(seconds) + 1:
+        time.sleep(0.05)
 
 
 class ContinuedCSVOutputFormat(CSVOutputFormat):

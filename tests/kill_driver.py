@@ -54,7 +54,8 @@ elif point == "between":
 
     def rmtree_or_stop(path, *args, **kwargs):  # type: ignore[no-untyped-def]
         global saves
-        if Path(path).name == "exploration" and Path(path).parent.name != run_state.PENDING_DIR:
+        path = Path(path)
+        if path.name == "exploration" and (path.parent / run_state.PENDING_DIR / "exploration").exists():
             saves += 1
             if saves == 2:
                 stop_here()
