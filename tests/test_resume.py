@@ -87,6 +87,10 @@ def test_resume_calls_no_pickle_and_keeps_every_log_row(tmp_path: Path, monkeypa
         monkeypatch.setattr(module, "load", refuse)
         monkeypatch.setattr(module, "loads", refuse)
     assert main(["train", "--resume", str(run_dir), "--no-progress"]) == 0
+    # pretraining with a run's policy rebuilds it from the run's recipe, also without pickle
+    pretrain = ["pretrain", "--env", "CartPole-v1", "--policy", str(run_dir / "model.zip"), "--steps", "64"]
+    assert main([*pretrain, "--fit-steps", "2", "--out", str(tmp_path / "pretrained")]) == 0
+    assert (tmp_path / "pretrained" / "weights.safetensors").is_file()
     monkeypatch.undo()
 
     assert progress_steps(run_dir) == list(range(64, 513, 64))  # the first segment's rows kept
