@@ -60,3 +60,59 @@ def test_a_killed_run_resumes_to_a_whole_record(tmp_path: Path, point: str) -> N
     # every episode's steps are its own: episodes recorded twice would add up to more than were played
     assert sum(int(row["length"]) for row in episodes) <= BUDGET
     assert not (run_dir / "checkpoint.partial").exists()
+
+
+def descendants(pid: int) -> set[int]:
+    """Every process below ``pid`` (read from /proc)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # the process has gone meanwhile
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, stack = set(), [pid]
+    while stack:
+        for child in children.get(stack.pop(), []):
+            found.add(child)
+            stack.append(child)
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads processes from /proc")
+def test_a_killed_bench_leaves_no_process_and_its_rerun_finishes_only_what_is_missing(tmp_path: Path) -> None:
+    runs = tmp_path / "runs"
+    bench = ["bench", "--agents", "ppo", "--env", "CartPole-v1", "--steps", "2048", "--seeds", "2", "--workers", "1"]
+    bench += ["--runs-dir", str(runs), *FAST_FLAGS[:-1]]
+    parent = subprocess.Popen([sys.executable, "-m", "ilvm_rl.cli", *bench], stderr=subprocess.DEVNULL)
+    cells = runs / "bench" / "CartPole-v1" / "cells"
+    second = runs / "bench" / "CartPole-v1" / "runs" / "CartPole-v1__ppo__1" / "episodes.csv"
+    deadline = time.monotonic() + 180
+    while not (second.exists() and list(cells.glob("*.json"))):  # one run done, the other training
+        assert parent.poll() is None and time.monotonic() < deadline, "the grid ended before the kill"
+        time.sleep(0.05)
+    workers = descendants(parent.pid)
+    assert workers
+    parent.send_signal(signal.SIGKILL)
+    parent.wait()
+    deadline = time.monotonic() + 10
+    while any(alive(pid) for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not [pid for pid in workers if alive(pid)], "worker processes outlived the bench"
+
+    (finished,) = cells.glob("*.json")
+    finished_before = finished.read_text()
+    assert main(bench) == 0
+    assert sorted(path.name for path in cells.glob("*.json")) == [
+        "CartPole-v1__ppo__0.json",
+        "CartPole-v1__ppo__1.json",
+    ]
+    assert finished.read_text() == finished_before  # not run again
