@@ -23,7 +23,7 @@ from ilvm_rl.bench.backends import BACKENDS
 from ilvm_rl.bench.plots import plot_run_dirs
 from ilvm_rl.bench.suite import suite_names
 from ilvm_rl.checkpoint import CheckpointError
-from ilvm_rl.config import ConfigError
+from ilvm_rl.config import ConfigError, make_folder
 from ilvm_rl.exploration.spaces import UnsupportedSpaceError
 from ilvm_rl.recipes import check_env_id, file_stem, load_recipe, recipe_names
 from ilvm_rl.representation.pretrain import pretrain
@@ -189,7 +189,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.command == "plot":
             print(f"wrote {plot_run_dirs(args.out, args.run_dirs)}")
     except USER_ERRORS as error:
-        print(f"ilvm-rl: error: {error}", file=sys.stderr)
+        # one line, whatever the message quotes (a YAML parser's report spans several)
+        print(f"ilvm-rl: error: {' '.join(str(error).split())}", file=sys.stderr)
         return 2
     return 0
 
@@ -272,7 +273,7 @@ def world_model(args: argparse.Namespace, command: str) -> None:
     table = world_model_table(rows, args.samples)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     folder = args.runs_dir / "world_model" / f"{file_stem(args.env)}__{args.seed}__{stamp}"
-    folder.mkdir(parents=True, exist_ok=True)
+    make_folder(folder, f"--runs-dir {args.runs_dir}")
     settings = {key: getattr(args, key) for key in ("env", "horizon", "samples", "steps", "fit_steps", "seed")}
     (folder / "results.json").write_text(json.dumps({"settings": settings, "rows": rows}, indent=2))
     (folder / "results.md").write_text(f"# World model: {args.env}\n\n{table}\n\nCommand: `{command}`\n")

@@ -45,7 +45,7 @@ from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
 from stable_baselines3.common.vec_env import VecEnv
 
-from ilvm_rl.config import ConfigError, from_dict
+from ilvm_rl.config import ConfigError, from_dict, make_folder
 from ilvm_rl.exploration.spaces import ActionEncoder, ObservationFlattener, UnsupportedSpaceError, has_fixed_scale
 from ilvm_rl.recipes import ALGORITHMS, Recipe, check_env_id, env_spec, file_stem, load_recipe
 from ilvm_rl.representation.extractor import RepresentationCallback, load_pretrained, representation_policy_kwargs
@@ -239,15 +239,13 @@ def make_run_dir(root: Path, spec: RunSpec) -> Path:
     Raises:
         ConfigError: ``root`` cannot hold folders (it names a file, or cannot be written).
     """
+    make_folder(root, f"--runs-dir {root}")
     stem = f"{file_stem(spec.env_id)}__{Path(spec.agent).stem}__{spec.seed}__{time.strftime('%Y%m%d-%H%M%S')}"
     run_dir, suffix = root / stem, 1
-    try:
-        while run_dir.exists():
-            suffix += 1
-            run_dir = root / f"{stem}-{suffix}"
-        run_dir.mkdir(parents=True)
-    except (FileExistsError, NotADirectoryError, PermissionError) as error:
-        raise ConfigError(f"--runs-dir {root}: cannot make a run folder in it ({error.strerror})") from error
+    while run_dir.exists():
+        suffix += 1
+        run_dir = root / f"{stem}-{suffix}"
+    run_dir.mkdir()
     return run_dir
 
 

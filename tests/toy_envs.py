@@ -88,3 +88,16 @@ class ImageEnv(gym.Env):
 
 
 gym.register("ImageToy-v0", entry_point=ImageEnv, max_episode_steps=20)
+
+
+class SpaceEnv(CounterEnv):
+    """A :class:`CounterEnv` that claims another observation space (for checks that refuse it before
+    any step is taken)."""
+
+    def __init__(self, space: spaces.Space):
+        super().__init__()
+        self.observation_space = space
+
+
+gym.register("TupleObs-v0", entry_point=SpaceEnv, kwargs={"space": spaces.Tuple((spaces.Discrete(2),) * 2)})
+gym.register("TextObs-v0", entry_point=SpaceEnv, kwargs={"space": spaces.Text(8)})

@@ -26,7 +26,7 @@ from typing import Any
 from ilvm_rl.bench.backends import Job, run_jobs
 from ilvm_rl.bench.report import write_reports
 from ilvm_rl.bench.suite import Suite
-from ilvm_rl.config import ConfigError
+from ilvm_rl.config import ConfigError, make_folder
 from ilvm_rl.recipes import file_stem, load_recipe
 from ilvm_rl.run import RunSpec, read_episodes, train
 
@@ -122,7 +122,7 @@ def run_grid(
         agent_name: {task.env_id: load_recipe(agent, task.env_id, overrides)[1] for task in suite.tasks}
         for agent_name, agent in zip(names, agents, strict=True)
     }
-    bench_dir = root / "bench" / name
+    bench_dir = make_folder(root / "bench" / name, f"--runs-dir {root}")
     check_same_grid(bench_dir, suite, recipes)
 
     grid = [

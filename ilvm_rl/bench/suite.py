@@ -84,7 +84,11 @@ def load_suite(suite: str) -> Suite:
 
 def single_task_suite(env_id: str, steps: int) -> Suite:
     """A suite of one task with the env's own threshold (``bench --env ID --steps N``)."""
-    return Suite((checked_task(Task(env_id, steps), "--env"),))
+    try:
+        task = Task(env_id, steps)
+    except ValueError as error:
+        raise ConfigError(f"--steps: {error}") from error
+    return Suite((checked_task(task, "--env"),))
 
 
 def checked_task(task: Task, where: str) -> Task:
