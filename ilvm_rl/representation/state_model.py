@@ -179,16 +179,24 @@ class StateModelTrainer:
         self.store = TransitionStore(config.store_capacity, int(flat.shape[0]), action_dim, flat.dtype)
         self.rng = np.random.default_rng(seed)
         self.skipped = 0
+        self.pending: list[np.ndarray] = []  # next observations ``(n, dim)`` not yet in the input scaling
 
     def observe(self, batch: TransitionBatch) -> None:
-        """Add a step of transitions; their next observations are what the model learns."""
+        """Add a step of transitions; their next observations are what the model learns. They join
+        the input scaling only at the next :meth:`update`: in ``online`` mode the model is the
+        policy's features extractor, whose input scale must not change while a rollout is collected
+        (its values and log-probabilities are stored with the features of that scale)."""
         self.store.add(batch)
-        rows = finite_rows(batch)
-        self.state_model.update_scale(batch.next_obs[rows])
+        if not self.state_model.bounded.all():  # else nothing to standardise (images)
+            self.pending.append(batch.next_obs[finite_rows(batch)])
 
     def update(self, steps: int, recent: int = 0) -> dict[str, float]:
-        """``steps`` gradient steps on batches mixing the ``recent`` latest observations with the
-        whole replay; returns the mean losses (``loss/...``) and the count of skipped steps."""
+        """Fold the observations seen since the last call into the input scaling, then take ``steps``
+        gradient steps on batches mixing the ``recent`` latest observations with the whole replay;
+        returns the mean losses (``loss/...``) and the count of skipped steps."""
+        if self.pending:
+            self.state_model.update_scale(np.concatenate(self.pending))
+            self.pending = []
         totals: dict[str, float] = {}
         taken = 0
         for _ in range(steps):
