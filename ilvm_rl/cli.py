@@ -41,11 +41,20 @@ def parse_overrides(pairs: Sequence[str]) -> dict[str, Any]:
         key, sep, raw = pair.partition("=")
         if not sep or not key:
             raise ConfigError(f"--set {pair!r}: expected KEY=VALUE, e.g. exploration.coef=0.5")
-        node = overrides
         *parents, leaf = key.split(".")
-        for part in parents:
+        if not all(parents) or not leaf:
+            raise ConfigError(
+                f"--set {pair!r}: {key!r} has an empty part; keys are dotted names, e.g. exploration.coef"
+            )
+        node = overrides
+        for depth, part in enumerate(parents):
             node = node.setdefault(part, {})
-        node[leaf] = yaml.safe_load(raw)
+            if not isinstance(node, dict):
+                raise ConfigError(f"--set {pair!r}: {'.'.join(parents[: depth + 1])} was set to a value, not a section")
+        try:
+            node[leaf] = yaml.safe_load(raw)
+        except yaml.YAMLError as error:
+            raise ConfigError(f"--set {pair!r}: the value is not valid YAML ({error})") from error
     return overrides
 
 
