@@ -8,7 +8,6 @@ import json
 import logging
 import os
 import shlex
-import shutil
 import sys
 import time
 from collections.abc import Sequence
@@ -27,7 +26,7 @@ from ilvm_rl.config import ConfigError, make_folder
 from ilvm_rl.exploration.spaces import UnsupportedSpaceError
 from ilvm_rl.recipes import check_env_id, file_stem, load_recipe, recipe_names
 from ilvm_rl.representation.pretrain import pretrain
-from ilvm_rl.run import RunSpec, has_started, load_agent, make_run_dir, observation_wrapper, resume, train
+from ilvm_rl.run import RunSpec, load_agent, make_run_dir, observation_wrapper, resume, train
 from ilvm_rl.world_model import markdown_table as world_model_table
 from ilvm_rl.world_model import run_benchmark as run_world_model_benchmark
 
@@ -181,12 +180,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             spec = RunSpec(args.agent, args.env, args.seed, args.steps, parse_overrides(args.overrides))
             load_recipe(spec.agent, spec.env_id, spec.overrides)  # no run folder for a bad recipe
             run_dir = make_run_dir(args.runs_dir, spec)
-            try:
-                results = train(spec, run_dir, progress_bar=not args.no_progress, command=command)
-            except BaseException:
-                if not has_started(run_dir):  # a failed start leaves no folder behind
-                    shutil.rmtree(run_dir, ignore_errors=True)
-                raise
+            results = train(spec, run_dir, progress_bar=not args.no_progress, command=command)
             print(json.dumps(results, indent=2))
             print(f"run folder: {run_dir}\nTensorBoard: tensorboard --logdir {run_dir}")
         elif args.command == "bench":

@@ -250,11 +250,21 @@ def make_run_dir(root: Path, spec: RunSpec) -> Path:
 
 
 def train(spec: RunSpec, run_dir: Path, progress_bar: bool = False, command: str | None = None) -> dict[str, Any]:
-    """Train ``spec`` into ``run_dir`` (which must exist) and return the results summary.
+    """Train ``spec`` into ``run_dir`` (which must exist) and return the results summary. A start
+    that fails before training begins removes ``run_dir``: nothing in it would be worth keeping.
 
     Raises:
         ConfigError: the recipe, environment id or spaces are not accepted (before anything trains).
     """
+    try:
+        return _train(spec, run_dir, progress_bar, command)
+    except BaseException:
+        if not has_started(run_dir):
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
+
+
+def _train(spec: RunSpec, run_dir: Path, progress_bar: bool, command: str | None) -> dict[str, Any]:
     recipe, resolved = load_recipe(spec.agent, spec.env_id, spec.overrides)
     if spec.steps < 1:
         raise ConfigError(f"steps must be >= 1, got {spec.steps}")

@@ -76,6 +76,13 @@ ROWS: list[BadInput] = [
     BadInput("a `module:Name` id whose module is missing", _train(env="nomodule:Env-v0"), "cannot import module"),
     BadInput("an unknown recipe key in `--set`", _train("--set", "exploration.bogus=1"), "unknown key 'bogus'"),
     BadInput("`--set` without `=`", _train("--set", "n_envs"), "expected KEY=VALUE"),
+    BadInput("a `--set` value that is not YAML", _train("--set", "n_envs=[1"), "the value is not valid YAML"),
+    BadInput("a `--set` key with an empty part", _train("--set", "exploration..coef=1"), "has an empty part"),
+    BadInput(
+        "a `--set` key below a value",
+        _train("--set", "n_envs=2", "--set", "n_envs.x=1"),
+        "n_envs was set to a value, not a section",
+    ),
     BadInput("a value of the wrong type", _train("--set", "n_envs=two"), "overrides.n_envs: expected int"),
     BadInput("an unknown algorithm argument", _train("--set", "algo_kwargs.lr=1"), "'lr' is not a ppo argument"),
     BadInput("`algo_kwargs.batch_size: 0`", _train("--set", "algo_kwargs.batch_size=0"), "algo_kwargs.batch_size"),
