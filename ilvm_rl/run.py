@@ -406,8 +406,8 @@ def _learn(
     env: VecEnv | None = None
     try:  # nothing is left behind by a start that fails before training
         probe = gym.make(spec.env_id)
-        check_spaces(spec.env_id, probe.observation_space, probe.action_space, recipe)
         probe.close()
+        check_spaces(spec.env_id, probe.observation_space, probe.action_space, recipe)
         env = make_vec_env(
             spec.env_id,
             n_envs=recipe.n_envs,
@@ -507,7 +507,11 @@ def drop_episodes_after(run_dir: Path, step: int) -> None:
     path = run_dir / EPISODES_FILE
     if path.is_file():
         lines = path.read_text().splitlines(keepends=True)
-        path.write_text("".join(lines[:1] + [line for line in lines[1:] if int(line.split(",")[0]) <= step]))
+        # a last line without its end was cut short by a kill
+        kept = [line for line in lines[1:] if line.endswith("\n") and int(line.split(",")[0]) <= step]
+        partial = path.with_name(path.name + ".partial")
+        partial.write_text("".join(lines[:1] + kept))
+        partial.replace(path)
 
 
 def observation_wrapper(env_id: str, recipe: Recipe) -> Callable[[gym.Env], gym.Env] | None:

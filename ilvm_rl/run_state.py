@@ -102,7 +102,12 @@ def recover_pair(run_dir: Path, with_exploration: bool) -> RunState:
     elif pending.exists():
         shutil.rmtree(pending)
     path = run_dir / STATE_FILE
-    if not path.is_file() or not (run_dir / MODEL_FILE).is_file():
+    if (run_dir / MODEL_FILE).is_file() and not path.is_file():
+        raise CheckpointError(
+            f"{run_dir}: {MODEL_FILE} has no {STATE_FILE} beside it (a run made by an older version): its step "
+            f"count and its pairing with the exploration module cannot be checked; train the run again"
+        )
+    if not path.is_file():
         raise CheckpointError(
             f"{run_dir} holds no checkpoint yet ({MODEL_FILE} and {STATE_FILE}); set checkpoint_every in the recipe"
         )
@@ -222,11 +227,15 @@ class ContinuedCSVOutputFormat(CSVOutputFormat):
                 value = next(csv.reader([line]))[column] if column is not None else ""
                 if column is None or (value and float(value) <= steps):
                     rows.append(line)
-        path.write_text("".join(rows))
-        super().__init__(filename)  # opens with w+: the kept rows are written back below
-        self.file.write("".join(rows))
-        self.file.flush()
+        # replaced whole, never truncated first: a kill now leaves the old rows or the kept ones
+        partial = path.with_name(path.name + ".partial")
+        partial.write_text("".join(rows))
+        partial.replace(path)
+        # SB3's __init__ would open the file with w+ and lose the rows: set up its fields here
+        self.file = path.open("r+")
+        self.file.seek(0, os.SEEK_END)
         self.keys = next(csv.reader(rows[:1])) if rows else []
+        self.separator, self.quotechar = ",", '"'
 
 
 def _records(data: bytes) -> Iterator[tuple[bytes, bytes]]:
