@@ -250,6 +250,7 @@ def pretrain_command(args: argparse.Namespace) -> None:
     out = args.out or Path("runs") / "pretrained" / f"{file_stem(args.env)}__{Path(args.agent).stem}__{args.seed}"
     if args.steps is not None and args.steps < 1:
         raise ConfigError(f"--steps must be >= 1, got {args.steps}")
+    make_folder(out, f"--out {out}")  # before the replay is collected, not after
     summary = pretrain(
         args.env,
         config,

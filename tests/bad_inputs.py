@@ -171,6 +171,18 @@ ROWS: list[BadInput] = [
         "none.zip: no such model file",
     ),
     BadInput(
+        "`pretrain --out` naming a file",
+        ("pretrain", "--env", "CartPole-v1", "--out", "taken"),
+        "--out taken: taken is a file",
+        {"taken": "a file\n"},
+    ),
+    BadInput(
+        "`bench --runs-dir` naming a file",
+        ("bench", "--agents", "ppo", "--env", "CartPole-v1", "--runs-dir", "runs"),
+        "--runs-dir runs: runs is a file",
+        {"runs": "a file\n"},
+    ),
+    BadInput(
         "`bench --steps 0`",
         ("bench", "--agents", "ppo", "--env", "CartPole-v1", "--steps", "0", "--runs-dir", "runs"),
         "--steps: steps must be >= 1",

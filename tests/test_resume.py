@@ -169,3 +169,22 @@ def test_the_state_model_input_statistics_travel_with_its_weights(rng: np.random
     np.testing.assert_array_equal(target.stats.mean, source.stats.mean)
     target.update_scale(rng.normal(5.0, 2.0, size=(128, 3)))  # goes on from 128, not from 0
     assert target.stats.count == 256 and np.allclose(target.stats.mean, 5.0, atol=0.5)
+
+
+def test_a_resumed_online_representation_keeps_its_input_statistics(tmp_path: Path) -> None:
+    from stable_baselines3.common.env_util import make_vec_env
+
+    from ilvm_rl.representation.extractor import extractors
+    from ilvm_rl.run import build_model, read_run_spec
+
+    run_dir = interrupted(tmp_path / "run", agent="ppo_ilvm_repr_online")
+    spec, recipe = read_run_spec(run_dir)
+    model = build_model(spec, recipe, make_vec_env(spec.env_id, n_envs=recipe.n_envs))
+    (fresh,) = extractors(model.policy)
+    assert fresh.state_model.stats.count == 0
+    load_weights(model, run_dir / "model.zip")
+    (loaded,) = extractors(model.policy)
+    # CartPole's velocities are standardised by statistics of the observations of every rollout so far
+    # but the last (folded in between rollouts): three of the four 64-step rollouts
+    assert loaded.state_model.stats.count == 3 * 64
+    assert not torch.equal(loaded.state_model.half_width, torch.ones_like(loaded.state_model.half_width))
