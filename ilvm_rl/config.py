@@ -147,7 +147,8 @@ def make_folder(path: Path, what: str) -> Path:
     try:
         path.mkdir(parents=True, exist_ok=True)
     except (FileExistsError, NotADirectoryError) as error:
-        raise ConfigError(f"{what}: {error.filename} is a file, where a folder must go") from error
+        blocker = next((p for p in (path, *path.parents) if p.exists() and not p.is_dir()), error.filename)
+        raise ConfigError(f"{what}: {blocker} is a file, where a folder must go") from error
     except PermissionError as error:
         raise ConfigError(f"{what}: cannot create {error.filename} (permission denied)") from error
     return path
