@@ -350,6 +350,11 @@ def check_spaces(env_id: str, observation_space: gym.Space, action_space: gym.Sp
             f"Discrete, MultiDiscrete or MultiBinary space, or a Dict of them (not nested); wrap the env to "
             f"turn it into one (e.g. gymnasium.wrappers.FlattenObservation for a Tuple)"
         )
+    if not isinstance(action_space, POLICY_SPACES):
+        raise UnsupportedSpaceError(
+            f"{env_id}: action space {action_space} is not supported: the agent's policy acts in a Box, "
+            f"Discrete, MultiDiscrete or MultiBinary space"
+        )
     if recipe.exploration is not None or recipe.representation is not None:
         try:
             ObservationFlattener(observation_space)

@@ -141,6 +141,9 @@ ROWS: list[BadInput] = [
         "observation space Text(",
     ),
     BadInput(
+        "a Tuple action space", _train(env="toy_envs:TupleAction-v0"), "action space Tuple(Discrete(2), Discrete(2))"
+    ),
+    BadInput(
         "`--resume` of a folder that is not a run",
         ("train", "--resume", "run"),
         "config.yaml is missing",
