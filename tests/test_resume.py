@@ -188,3 +188,18 @@ def test_a_resumed_online_representation_keeps_its_input_statistics(tmp_path: Pa
     # but the last (folded in between rollouts): three of the four 64-step rollouts
     assert loaded.state_model.stats.count == 3 * 64
     assert not torch.equal(loaded.state_model.half_width, torch.ones_like(loaded.state_model.half_width))
+
+
+def test_a_run_killed_after_its_last_save_resumes_to_its_results_without_training(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    train(RunSpec("ppo_ilvm", "CartPole-v1", seed=0, steps=128, overrides=FAST), run_dir, command="first")
+    results = json.loads((run_dir / "results.json").read_text())
+    rows = progress_steps(run_dir)
+    for name in ("results.json", "eval.json"):  # killed after the final save, before the evaluation
+        (run_dir / name).unlink()
+    assert main(["train", "--resume", str(run_dir), "--no-progress"]) == 0
+    resumed = json.loads((run_dir / "results.json").read_text())
+    assert resumed["steps"] == 128 and progress_steps(run_dir) == rows
+    assert resumed["final_eval_return"] == results["final_eval_return"]
+    assert resumed["wall_time_s"] == pytest.approx(results["wall_time_s"], abs=0.05)  # no training time added
