@@ -213,19 +213,18 @@ def read_run(run_dir: Path) -> dict[str, Any]:
         raise ConfigError(f"{run_dir} is not a run folder: it needs {CONFIG_FILE} and {EPISODES_FILE}")
     try:
         record = yaml.safe_load(config_path.read_text())
-        env_id = record["env_id"]
-        threshold = record.get("threshold")
-        return {
+        run = {
             "agent": Path(record["agent"]).stem,
-            "env_id": env_id,
+            "env_id": str(record["env_id"]),
             "steps": int(record["steps"]),
-            "threshold": threshold if threshold is not None else reward_threshold(env_id),
+            "threshold": record.get("threshold"),
             "episodes": read_episodes(run_dir),
         }
     except (yaml.YAMLError, KeyError, TypeError, ValueError) as error:
-        if isinstance(error, ConfigError):
-            raise
         raise ConfigError(f"{config_path}: not a run configuration ({error})") from error
+    if run["threshold"] is None:
+        run["threshold"] = reward_threshold(run["env_id"])
+    return run
 
 
 def reward_threshold(env_id: str) -> float | None:
@@ -377,6 +376,8 @@ def build_model(spec: RunSpec, recipe: Recipe, env: VecEnv) -> OnPolicyAlgorithm
         )
     try:
         return ALGORITHMS[recipe.algo](recipe.policy, env, seed=spec.seed, device="cpu", verbose=0, **algo_kwargs)
+    except UnsupportedSpaceError:
+        raise
     except (ValueError, TypeError, AssertionError) as error:
         raise ConfigError(
             f"recipe {spec.agent} for {spec.env_id}: algo_kwargs are refused by {recipe.algo} "
@@ -403,13 +404,14 @@ def load_agent(path: Path, env_id: str, recipe: Recipe, seed: int = 0) -> OnPoli
     return model
 
 
-def _learn(
-    spec: RunSpec, recipe: Recipe, run_dir: Path, progress_bar: bool, state: RunState | None, command: str | None
-) -> dict[str, Any]:
-    torch.set_num_threads(1)  # small networks: threads cost more than they give, and runs go in parallel
+def _build(
+    spec: RunSpec, recipe: Recipe, run_dir: Path, state: RunState | None
+) -> tuple[VecEnv, OnPolicyAlgorithm, ExplorationCallback | None]:
+    """The training env, the agent (from its checkpoint when ``state`` is given) and the exploration
+    callback; a resume that fails here leaves no Monitor folder behind."""
     monitor = monitor_folder(run_dir, resume=state is not None)
     env: VecEnv | None = None
-    try:  # nothing is left behind by a start that fails before training
+    try:
         probe = gym.make(spec.env_id)
         probe.close()
         check_spaces(spec.env_id, probe.observation_space, probe.action_space, recipe)
@@ -434,12 +436,20 @@ def _learn(
                     load_pretrained(model.policy, checkpoint)
             if recipe.exploration is not None:
                 exploration = ExplorationCallback(recipe.exploration, seed=spec.seed)
+        return env, model, exploration
     except BaseException:
         if env is not None:
             env.close()
         if state is not None:
             shutil.rmtree(monitor, ignore_errors=True)
         raise
+
+
+def _learn(
+    spec: RunSpec, recipe: Recipe, run_dir: Path, progress_bar: bool, state: RunState | None, command: str | None
+) -> dict[str, Any]:
+    torch.set_num_threads(1)  # small networks: threads cost more than they give, and runs go in parallel
+    env, model, exploration = _build(spec, recipe, run_dir, state)
     if state is not None:
         with (run_dir / "command.txt").open("a") as file:
             file.write((command or shlex.join(sys.argv)) + "\n")
