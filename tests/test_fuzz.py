@@ -22,6 +22,7 @@ FUZZ = settings(
     max_examples=60,
     deadline=None,  # an example that trains takes seconds on a busy 2-core machine
     derandomize=True,
+    database=None,  # derandomised: nothing to remember between runs, and no .hypothesis folder
     suppress_health_check=[HealthCheck.too_slow],
 )
 
