@@ -189,7 +189,11 @@ def _sections(path: Path, env_id: str, seen: tuple[Path, ...] = ()) -> list[tupl
     if parent is not None:
         if not isinstance(parent, str):
             raise ConfigError(f"{path}: extends: expected a recipe name or path, got {parent!r}")
-        sections += _sections(recipe_path(parent), env_id, (*seen, path.resolve()))
+        try:
+            parent_path = recipe_path(parent)
+        except ConfigError as error:
+            raise ConfigError(f"{path}: extends: {error}") from error
+        sections += _sections(parent_path, env_id, (*seen, path.resolve()))
     for name in ("default", env_id):
         section = data.get(name)
         if section is None:

@@ -124,6 +124,12 @@ ROWS: list[BadInput] = [
         "a recipe that is not a mapping", _train(agent=RECIPE), "recipe.yaml: expected a recipe", {RECIPE: "- ppo\n"}
     ),
     BadInput(
+        "a recipe that extends an unknown one",
+        _train(agent=RECIPE),
+        "recipe.yaml: extends: unknown agent 'nope'",
+        {RECIPE: "extends: nope\n"},
+    ),
+    BadInput(
         "a recipe that extends itself",
         _train(agent=RECIPE),
         "'extends' forms a cycle",
