@@ -69,6 +69,17 @@ def mapping(keys: list[str], value: st.SearchStrategy[Any]) -> st.SearchStrategy
 model = mapping(MODEL_KEYS, st.one_of(values, st.lists(st.integers(-1, 8), max_size=3), st.just(["energy"])))
 exploration = mapping(EXPLORATION_KEYS, st.one_of(values, model)) | values
 algo_kwargs = mapping(ALGO_KEYS, values) | values
+# always with a small pretraining, so that a valid one stays quick
+representation = st.none() | st.fixed_dictionaries(
+    {"pretrain_steps": st.integers(-1, 32), "fit_steps": st.integers(-1, 4)},
+    optional={
+        "mode": st.sampled_from(["frozen", "finetune", "online", "x"]),
+        "checkpoint": st.sampled_from([None, "nowhere", 3]),
+        "batch_size": numbers,
+        "store_capacity": numbers,
+        "model": model,
+    },
+)
 section = st.fixed_dictionaries(
     {},
     optional={
@@ -77,6 +88,7 @@ section = st.fixed_dictionaries(
         "normalize_obs": st.sampled_from(["none", "bounds", "all"]),
         "algo_kwargs": algo_kwargs,
         "exploration": exploration,
+        "representation": representation,
         "eval_episodes": numbers,
         "checkpoint_every": numbers,
         "bogus": values,
