@@ -107,7 +107,7 @@ def test_resume_calls_no_pickle_and_keeps_every_log_row(tmp_path: Path, monkeypa
     assert (run_dir / "command.txt").read_text().splitlines()[1].startswith("ilvm-rl train --resume")
 
 
-def test_the_resumed_model_has_the_saved_weights_and_schedule_position(tmp_path: Path) -> None:
+def test_the_rebuilt_model_has_the_saved_weights_and_optimiser_state(tmp_path: Path) -> None:
     run_dir = interrupted(tmp_path / "run")
     reference = PPO.load(run_dir / "model.zip", device="cpu")  # the pickle path, as a reference only
     rebuilt = PPO("MlpPolicy", reference.get_env() or "CartPole-v1", n_steps=32, batch_size=32, device="cpu")
