@@ -199,7 +199,7 @@ ROWS: list[BadInput] = [
     BadInput(
         "`bench --seeds 0`",
         ("bench", "--agents", "ppo", "--env", "CartPole-v1", "--seeds", "0"),
-        "the seed list is empty",
+        "--seeds must be >= 1, got 0",
     ),
     BadInput("an unknown suite", ("bench", "--agents", "ppo", "--suite", "explore"), "unknown suite 'explore'"),
     BadInput("`plot` of a folder that is not a run", ("plot", "nothing"), "nothing is not a run folder"),

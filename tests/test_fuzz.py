@@ -50,8 +50,10 @@ ALGO_KEYS = ["n_steps", "batch_size", "n_epochs", "gamma", "learning_rate", "ent
 EXPLORATION_KEYS = [
     "method",
     "score",
+    "int_coef",
+    "int_coef_final",
+    "ext_coef",
     "coef",
-    "coef_final",
     "store_capacity",
     "batch_size",
     "updates_per_rollout",
@@ -138,7 +140,7 @@ def train_once(recipe_text: str, pairs: list[str]) -> None:
 
 @FUZZ
 @given(recipe, overrides)
-@example({"extends": "ppo_ilvm", "CartPole-v1": {"exploration": {"coef": 0.5}}}, [])  # one that trains, always
+@example({"extends": "ppo_ilvm", "CartPole-v1": {"exploration": {"int_coef": 0.5}}}, [])  # one that trains, always
 def test_any_recipe_trains_or_fails_with_one_named_error(data: dict[str, Any], pairs: list[str]) -> None:
     # a few settings keep any recipe that is valid tiny to train
     tiny = {"n_envs": 1, "algo_kwargs": {"n_steps": 16, "batch_size": 16}}
