@@ -23,14 +23,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import gymnasium as gym
-from stable_baselines3 import A2C, PPO
-from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
+from stable_baselines3 import A2C, DQN, PPO, SAC, TD3
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 
 from ilvm_rl.config import ConfigError, from_dict, read_yaml_mapping, shipped_names, shipped_or_path
 from ilvm_rl.exploration.explorer import ExplorationConfig
 from ilvm_rl.representation.state_model import RepresentationConfig
 
-ALGORITHMS: dict[str, type[OnPolicyAlgorithm]] = {"ppo": PPO, "a2c": A2C}
+ALGORITHMS: dict[str, type[BaseAlgorithm]] = {"ppo": PPO, "a2c": A2C, "dqn": DQN, "sac": SAC, "td3": TD3}
 # keys of the algorithm's constructor that the runner sets itself
 RESERVED_ALGO_KEYS = {"policy", "env", "seed", "device", "tensorboard_log", "verbose", "_init_setup_model"}
 
@@ -40,7 +41,9 @@ class Recipe:
     """A resolved recipe for one environment.
 
     Attributes:
-        algo: ``ppo`` or ``a2c``.
+        algo: ``ppo`` or ``a2c`` (on-policy: the bonus comes through :class:`ExplorationCallback`), or
+            ``dqn``, ``sac`` or ``td3`` (off-policy: through the replay buffer,
+            :class:`ilvm_rl.sb3.replay.ExplorationReplayBuffer`).
         policy: SB3 policy name, e.g. ``MlpPolicy``.
         n_envs: parallel training environments.
         normalize_obs: ``bounds`` rescales a bounded Box observation to [-1, 1] for the agent and the
@@ -55,7 +58,7 @@ class Recipe:
         checkpoint_every: save model and module every this many steps (0: only at the end).
     """
 
-    algo: Literal["ppo", "a2c"] = "ppo"
+    algo: Literal["ppo", "a2c", "dqn", "sac", "td3"] = "ppo"
     policy: str = "MlpPolicy"
     n_envs: int = 8
     normalize_obs: Literal["none", "bounds"] = "none"
@@ -76,12 +79,38 @@ class Recipe:
                 "algo_kwargs.policy_kwargs.features_extractor_class is set, but the representation section "
                 "supplies the features extractor; remove one of them"
             )
-        accepted = set(inspect.signature(ALGORITHMS[self.algo].__init__).parameters) - RESERVED_ALGO_KEYS - {"self"}
+        parameters = inspect.signature(ALGORITHMS[self.algo].__init__).parameters
+        accepted = set(parameters) - RESERVED_ALGO_KEYS - {"self"}
         for key in self.algo_kwargs:
             if key not in accepted:
                 raise ValueError(
                     f"algo_kwargs: {key!r} is not a {self.algo} argument; accepted: {', '.join(sorted(accepted))}"
                 )
+        if issubclass(ALGORITHMS[self.algo], OffPolicyAlgorithm):
+            self._check_off_policy({name: p.default for name, p in parameters.items()})
+
+    def _check_off_policy(self, defaults: dict[str, Any]) -> None:
+        settings = {**defaults, **self.algo_kwargs}
+        if settings["buffer_size"] < settings["batch_size"]:
+            raise ValueError(
+                f"algo_kwargs: buffer_size={settings['buffer_size']} holds fewer transitions than one batch "
+                f"(batch_size={settings['batch_size']}); raise buffer_size to at least batch_size"
+            )
+        if "replay_buffer_class" in self.algo_kwargs:
+            raise ValueError(
+                "algo_kwargs: replay_buffer_class is chosen by the runner (the exploration section configures "
+                "the bonus buffer); remove it"
+            )
+        if self.representation is not None:
+            raise ValueError(
+                f"representation: the ILVM features extractor is wired for on-policy agents (ppo, a2c), "
+                f"not {self.algo}; remove the representation section"
+            )
+        if self.exploration is not None and settings["optimize_memory_usage"]:
+            raise ValueError(
+                "algo_kwargs: optimize_memory_usage=true cannot carry the exploration bonus (that mode overwrites "
+                "an episode's terminal observation); set it to false or remove the exploration section"
+            )
 
 
 def recipe_names() -> list[str]:

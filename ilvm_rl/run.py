@@ -9,6 +9,7 @@ A run folder ``runs/<env>__<agent>__<seed>__<time>/`` holds::
     episodes.csv       every finished training episode: global step, extrinsic return, length
     model.zip          the SB3 model
     exploration/       the exploration module checkpoint (safetensors + JSON)
+    replay.npz         off-policy agents: the replay buffer's arrays (numpy, no pickle), for --resume
     representation/    the state model this run pretrained for its features extractor (frozen and
                        finetune modes without a checkpoint of their own; safetensors + JSON)
     eval.json          final evaluation: arg-max or sampled policy (eval_deterministic), separate env, extrinsic return
@@ -40,6 +41,7 @@ from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.logger import configure
 from stable_baselines3.common.monitor import Monitor
+from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 
 from ilvm_rl.config import ConfigError, from_dict
 from ilvm_rl.exploration.spaces import has_fixed_scale
@@ -48,9 +50,17 @@ from ilvm_rl.representation.extractor import RepresentationCallback, load_pretra
 from ilvm_rl.representation.pretrain import pretrain
 from ilvm_rl.representation.state_model import read_settings
 from ilvm_rl.sb3.callback import ExplorationCallback, with_exploration
+from ilvm_rl.sb3.replay import (
+    ReplayExplorationCallback,
+    load_replay,
+    replay_exploration_kwargs,
+    restore_module,
+    save_replay,
+)
 
 EPISODES_FILE, RESULTS_FILE, EVAL_FILE = "episodes.csv", "results.json", "eval.json"
 CONFIG_FILE, MODEL_FILE, EXPLORATION_DIR = "config.yaml", "model.zip", "exploration"
+REPLAY_FILE = "replay.npz"
 REPRESENTATION_DIR = "representation"
 # the trailing window over which training returns are compared with the env's reward threshold
 THRESHOLD_WINDOW = 10
@@ -121,10 +131,14 @@ class EpisodeRecorder(BaseCallback):
         self.file.close()
 
 
-class PeriodicCheckpoint(BaseCallback):
-    """Saves the SB3 model and the exploration module every ``every`` steps."""
+ModuleCallback = ExplorationCallback | ReplayExplorationCallback
+"""The callback that holds a run's exploration module (on- or off-policy)."""
 
-    def __init__(self, run_dir: Path, every: int, exploration: ExplorationCallback | None):
+
+class PeriodicCheckpoint(BaseCallback):
+    """Saves the SB3 model, its replay buffer (off-policy) and the exploration module every ``every`` steps."""
+
+    def __init__(self, run_dir: Path, every: int, exploration: ModuleCallback | None):
         super().__init__()
         self.run_dir, self.every, self.exploration = run_dir, every, exploration
         self.last = 0
@@ -142,11 +156,13 @@ class PeriodicCheckpoint(BaseCallback):
             save_checkpoint(self.run_dir, self.model, self.exploration)
 
 
-def save_checkpoint(run_dir: Path, model: Any, exploration: ExplorationCallback | None) -> None:
+def save_checkpoint(run_dir: Path, model: Any, exploration: ModuleCallback | None) -> None:
     # a kill during the write must not destroy the previous checkpoint
     partial_file = run_dir / (MODEL_FILE + ".partial")
     model.save(partial_file)
     partial_file.replace(run_dir / MODEL_FILE)
+    if isinstance(model, OffPolicyAlgorithm) and model.replay_buffer is not None:  # model.save leaves it out
+        save_replay(model.replay_buffer, run_dir / REPLAY_FILE)
     if exploration is not None:
         exploration.save(run_dir / EXPLORATION_DIR)
 
@@ -249,7 +265,7 @@ def train(spec: RunSpec, run_dir: Path, progress_bar: bool = False, command: str
 
 def clear_outputs(run_dir: Path) -> None:
     """Remove what an earlier, unfinished attempt left in ``run_dir``."""
-    for name in (EPISODES_FILE, RESULTS_FILE, EVAL_FILE, MODEL_FILE):
+    for name in (EPISODES_FILE, RESULTS_FILE, EVAL_FILE, MODEL_FILE, REPLAY_FILE):
         (run_dir / name).unlink(missing_ok=True)
     for name in ("tb", "monitor", EXPLORATION_DIR, REPRESENTATION_DIR):
         shutil.rmtree(run_dir / name, ignore_errors=True)
@@ -291,15 +307,26 @@ def _learn(spec: RunSpec, recipe: Recipe, run_dir: Path, progress_bar: bool, res
         wrapper_class=observation_wrapper(spec.env_id, recipe),
     )
     algo = ALGORITHMS[recipe.algo]
-    exploration = None
+    off_policy = issubclass(algo, OffPolicyAlgorithm)
+    exploration: ModuleCallback | None = None
     representation = recipe.representation
     if resume:  # the features extractor's weights are part of the policy in model.zip
         model = algo.load(run_dir / MODEL_FILE, env=env, device="cpu")
-        if recipe.exploration is not None:
+        if off_policy:
+            assert isinstance(model, OffPolicyAlgorithm) and model.replay_buffer is not None
+            load_replay(model.replay_buffer, run_dir / REPLAY_FILE)
+        if recipe.exploration is not None and off_policy:
+            restore_module(model, run_dir / EXPLORATION_DIR, seed=spec.seed)
+            exploration = ReplayExplorationCallback()
+        elif recipe.exploration is not None:
             exploration = with_exploration(model, checkpoint=run_dir / EXPLORATION_DIR, seed=spec.seed)
         drop_episodes_after(run_dir, model.num_timesteps)  # those are played again
     else:
         algo_kwargs = dict(recipe.algo_kwargs)
+        if recipe.exploration is not None and off_policy:
+            bonus_kwargs = replay_exploration_kwargs(recipe.exploration, env.observation_space, spec.seed)
+            bonus_kwargs["replay_buffer_kwargs"].update(algo_kwargs.get("replay_buffer_kwargs") or {})
+            algo_kwargs.update(bonus_kwargs)
         if representation is not None:
             algo_kwargs["policy_kwargs"] = representation_policy_kwargs(
                 representation, algo_kwargs.get("policy_kwargs")
@@ -310,7 +337,9 @@ def _learn(spec: RunSpec, recipe: Recipe, run_dir: Path, progress_bar: bool, res
             if checkpoint is not None:  # after the policy is built: ortho_init has re-initialised the extractor
                 load_pretrained(model.policy, checkpoint)
         if recipe.exploration is not None:
-            exploration = ExplorationCallback(recipe.exploration, seed=spec.seed)
+            exploration = (
+                ReplayExplorationCallback() if off_policy else ExplorationCallback(recipe.exploration, seed=spec.seed)
+            )
     model.set_logger(configure(str(run_dir / "tb"), ["tensorboard", "csv"]))
     callbacks: list[BaseCallback] = [EpisodeRecorder(run_dir / EPISODES_FILE)]
     if exploration is not None:

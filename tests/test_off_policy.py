@@ -94,10 +94,10 @@ def test_sampled_rewards_are_the_stored_reward_plus_the_bonus_of_the_current_mod
     np.testing.assert_array_equal(transitions.obs, stored_obs)
     stored_rewards = buffer.rewards[rows, envs].reshape(-1, 1)
     task = env.normalize_reward(stored_rewards) if normalize else stored_rewards
-    terminated = transitions.terminated.reshape(-1, 1)
-    expected = task + 0.5 * frozen.score(transitions).reshape(-1, 1) / std + terminated * bonus.terminal_value(0.5)
+    centre = float(bonus.explorer.raw_reward_stats.mean)
+    expected = task + 0.5 * (frozen.score(transitions).reshape(-1, 1) - centre) / std
     np.testing.assert_allclose(samples.rewards.numpy(), expected, rtol=1e-5, atol=1e-6)
-    assert terminated.any() and (~terminated).any() and transitions.truncated.any()
+    assert transitions.terminated.any() and transitions.truncated.any() and centre > 0
     # the module only ever trained on original observations: whole step counts and the constant 1
     assert len(spy.trained) > 2
     for batch in spy.trained:
@@ -106,21 +106,26 @@ def test_sampled_rewards_are_the_stored_reward_plus_the_bonus_of_the_current_mod
             np.testing.assert_array_equal(obs[:, 0], np.round(obs[:, 0]))
 
 
-def test_termination_is_neutral_for_a_constant_bonus() -> None:
-    """With the same bonus c at every step, a terminal transition's sampled bonus is c/(1 − γ): what
-    c + γ·V_int(next) is when the intrinsic stream goes on, so ending an episode neither pays nor costs."""
-    gamma = 0.9
-    model = dqn(two_envs(), dataclasses.replace(TINY, int_coef=2.0), gamma=gamma, gradient_steps=1)
+def test_a_bonus_paid_at_every_step_pays_nothing_for_staying_alive() -> None:
+    """The bonus is centred on the mean of the transitions as they arrive: the same bonus at every
+    step adds nothing to any sampled reward, so ending an episode forfeits nothing."""
+    model = dqn(two_envs(), dataclasses.replace(TINY, int_coef=2.0), gradient_steps=1)
     bonus = model.replay_buffer.bonus
     bonus.explorer.bonus_model.score = lambda batch: np.full(len(batch), 3.0, dtype=np.float32)
     model.learn(40, callback=ReplayExplorationCallback())
-    rows, envs = np.repeat(np.arange(10), 2), np.tile([0, 1], 10)
-    sampled = bonus.sample_bonus(rows, envs)[:, 0]
-    per_step = 2.0 * 3.0 / float(bonus.explorer.scaler.stats.std)
-    terminated = bonus.transitions(rows, envs).terminated
-    assert terminated.any() and (~terminated).any()
-    np.testing.assert_allclose(sampled[~terminated], per_step, rtol=1e-5)
-    np.testing.assert_allclose(sampled[terminated], per_step / (1 - gamma), rtol=1e-5)
+    rows, envs = np.repeat(np.arange(20), 2), np.tile([0, 1], 20)
+    assert bonus.transitions(rows, envs).terminated.any()
+    np.testing.assert_array_equal(bonus.sample_bonus(rows, envs), 0.0)
+
+
+def test_the_centre_is_the_mean_bonus_of_every_transition_added() -> None:
+    model = dqn(two_envs())
+    bonus = model.replay_buffer.bonus
+    bonus.explorer.bonus_model.score = lambda batch: batch.next_obs[:, 0].astype(np.float32)
+    model.learn(40, callback=ReplayExplorationCallback())
+    model.replay_buffer.sample(4)  # scores the steps added since the agent last trained
+    stored = model.replay_buffer.next_observations[:20, :, 0]  # step counts, terminal ones at episode ends
+    np.testing.assert_allclose(float(bonus.explorer.raw_reward_stats.mean), stored.mean(), rtol=1e-6)
 
 
 def test_a_bonus_with_no_weight_leaves_the_agent_unchanged() -> None:
@@ -222,7 +227,7 @@ def test_nonfinite_scores_never_reach_a_sample() -> None:
 def test_settings_come_as_plain_mappings_and_bad_ones_are_named() -> None:
     with pytest.raises(ConfigError, match="replay_buffer_kwargs config: unknown key 'coef'"):
         dqn(two_envs(), config={"coef": 1.0})
-    with pytest.raises(TypeError, match="unknown key 'beta'; accepted keys: config, seed, gamma"):
+    with pytest.raises(TypeError, match="unknown key 'beta'; accepted keys: config, seed, handle_timeout_termination"):
         DQN("MlpPolicy", two_envs(), replay_buffer_class=ExplorationReplayBuffer, replay_buffer_kwargs={"beta": 1})
     with pytest.raises(TypeError, match="'n_sampled_goal' is a HER setting"):
         DQN(
@@ -242,10 +247,6 @@ def test_agents_the_buffer_cannot_serve_are_refused_with_what_to_do() -> None:
         PPO("MlpPolicy", two_envs(), n_steps=4, device="cpu").learn(8, callback=ReplayExplorationCallback())
     with pytest.raises(ValueError, match="buffer_size=8 holds fewer transitions than one batch"):
         dqn(two_envs(), buffer_size=8, batch_size=16).learn(8, callback=ReplayExplorationCallback())
-    with pytest.raises(ValueError, match="differs from the agent's gamma"):
-        model = dqn(two_envs(), gamma=0.9)
-        model.replay_buffer.bonus.gamma = 0.5
-        model.learn(8, callback=ReplayExplorationCallback())
 
 
 def test_her_buffers_are_refused() -> None:
@@ -262,14 +263,23 @@ def test_her_buffers_are_refused() -> None:
         model.learn(8, callback=ReplayExplorationCallback())
 
 
-def test_without_the_callback_the_buffer_asks_for_the_discount_and_refuses_a_schedule() -> None:
+def test_without_the_callback_the_bonus_is_constant_and_a_schedule_is_refused() -> None:
     model = dqn(two_envs())
-    with pytest.raises(ValueError, match="needs the agent's discount"):
-        model.learn(32)
+    model.learn(32)
+    assert model.replay_buffer.bonus.metrics["int_coef"] == [1.0] * len(model.replay_buffer.bonus.metrics["int_coef"])
     model = dqn(two_envs(), dataclasses.replace(TINY, int_coef_final=0.0))
-    model.replay_buffer.bonus.gamma = model.gamma
     with pytest.raises(ValueError, match="int_coef_final sets a β schedule"):
         model.learn(32)
+
+
+def test_the_schedule_follows_the_steps_taken() -> None:
+    model = dqn(two_envs(), dataclasses.replace(TINY, int_coef=1.0, int_coef_final=0.0), learning_starts=0)
+    explorer, coefs = model.replay_buffer.bonus.explorer, []
+    coefficient = explorer.coefficient
+    explorer.coefficient = lambda progress: coefs.append(coefficient(progress)) or coefs[-1]
+    model.learn(64, callback=ReplayExplorationCallback())
+    # trains after every 4 calls of 2 envs' steps: 8, 16, ... 64 of 64 steps
+    assert coefs == pytest.approx(np.repeat(1.0 - np.arange(8, 72, 8) / 64, 2).tolist())
 
 
 def test_replay_and_module_are_saved_without_pickle_and_restored(tmp_path: Path) -> None:

@@ -6,12 +6,17 @@ stored original observations: SB3's off-policy algorithms store what the environ
 apply ``VecNormalize`` at sample time, so the module never reads normalised observations. The bonus
 is added to the sampled rewards after SB3's own reward normalisation.
 
-One reward stream, the Q-function's, with the agent's discount γ. The intrinsic part of it must not
-end with the episode (a bonus that is positive at every step would pay the agent for staying alive
-and make a goal that ends the episode a loss), so at a terminal transition the sampled reward also
-holds what the intrinsic stream would have been worth had it gone on from the reset state: under a
-stationary bonus, ``γ·mean_bonus/(1 − γ)``, with the mean from the module's running statistics of
-the raw bonus of transitions as they arrive. Time-limit truncations are bootstrapped by SB3 already.
+One reward stream, the Q-function's, with the agent's discount γ. A bonus that is positive at every
+step would pay the agent for staying alive, and make a goal that ends the episode a loss. So the
+bonus is centred: ``β·(b − b̄)/σ``, where ``b̄`` is the running mean of the raw bonus of transitions as
+they arrive (the behaviour policy's average) and ``σ`` the running std of the intrinsic return (the
+RND recipe). Staying alive then earns nothing on average, and ending an episode forfeits nothing.
+This is the non-episodic stream of the on-policy side in Q-learning's terms: adding, at each terminal
+transition, the value of the intrinsic stream going on from the reset state, ``γ·β·b̄/(σ·(1 − γ))``
+under a stationary bonus, gives the same Q-function plus the constant ``β·b̄/(σ·(1 − γ))`` everywhere
+(the same greedy policy), but that constant would sit in every TD target (ten thousand times the
+mean bonus at SAC's γ = 0.9999) and would tie the buffer to the agent's γ. Time-limit truncations
+are bootstrapped by SB3 as they are without the bonus.
 
 Usage::
 
@@ -19,10 +24,9 @@ Usage::
                 replay_buffer_kwargs={"config": {"score": "novelty"}})
     model.learn(100_000, callback=ReplayExplorationCallback())
 
-The callback is optional: it hands the buffer the agent's discount (else pass ``gamma`` in
-``replay_buffer_kwargs``) and the run's progress (for a β schedule), logs ``ilvm/`` tags and saves the
-module. Arrays of any SB3 replay buffer are saved and restored without pickle by :func:`save_replay`
-and :func:`load_replay`.
+The callback hands the buffer the run's progress (needed for a β schedule), logs ``ilvm/`` tags and
+saves the module; without it the buffer works with a constant β. The arrays of any SB3 replay buffer
+are saved and restored without pickle by :func:`save_replay` and :func:`load_replay`.
 """
 
 from __future__ import annotations
@@ -49,7 +53,7 @@ from ilvm_rl.exploration.explorer import ExplorationConfig, Explorer
 from ilvm_rl.exploration.spaces import Observation, step_batch
 from ilvm_rl.exploration.store import TransitionBatch
 
-BUFFER_KEYS = ("config", "seed", "gamma", "handle_timeout_termination")
+BUFFER_KEYS = ("config", "seed", "handle_timeout_termination")
 HER_KEYS = ("goal_selection_strategy", "n_sampled_goal", "copy_info_dict", "env")
 
 
@@ -77,15 +81,13 @@ class ReplayBonus:
         buffer: the replay buffer whose arrays the module reads.
         config: exploration settings (see :class:`ExplorationConfig`; ``train_every`` sets the cadence).
         seed: seeds the model's weights and its own random streams.
-        gamma: the agent's discount, for the value of the intrinsic stream after a termination.
     """
 
-    def __init__(self, buffer: ReplayBuffer, config: ExplorationConfig, seed: int, gamma: float | None):
+    def __init__(self, buffer: ReplayBuffer, config: ExplorationConfig, seed: int):
         self.buffer = buffer
         self.explorer = Explorer(
             config, buffer.observation_space, buffer.action_space, buffer.n_envs, seed, own_replay=False
         )
-        self.gamma = gamma
         # share of the run done, for the β schedule; set by ReplayExplorationCallback
         self.progress: float | None = None
         self.rows_added = 0  # steps added to the buffer, all envs at once
@@ -147,21 +149,9 @@ class ReplayBonus:
         raw, _ = self.explorer.score_rollout(batch, new)
         self._record("new_int_reward_raw_mean", float(raw.mean()))
 
-    def terminal_value(self, beta: float) -> float:
-        """What the intrinsic stream is worth after a termination, in the scaled units of the
-        sampled bonus: ``β·γ·mean_bonus/(1 − γ)`` (0 for γ = 0)."""
-        if self.gamma is None:
-            raise ValueError(
-                "ExplorationReplayBuffer needs the agent's discount for terminal transitions: pass "
-                "replay_buffer_kwargs={'gamma': <the agent's gamma>, ...} or train with ReplayExplorationCallback"
-            )
-        explorer = self.explorer
-        mean = float(explorer.raw_reward_stats.mean) / float(explorer.scaler.stats.std)
-        return beta * self.gamma * mean / (1.0 - self.gamma)
-
     def sample_bonus(self, rows: np.ndarray, envs: np.ndarray) -> np.ndarray:
-        """The bonus of the sampled transitions ``(rows[k], envs[k])``, ``(n, 1)`` float32, always finite;
-        every ``train_every``-th call the model then takes a gradient step on them."""
+        """The bonus ``β·(b − b̄)/σ`` of the sampled transitions ``(rows[k], envs[k])``, ``(n, 1)`` float32,
+        always finite; every ``train_every``-th call the model then takes a gradient step on them."""
         explorer, config = self.explorer, self.explorer.config
         if self.progress is None and config.int_coef_final is not None:
             raise ValueError(
@@ -173,16 +163,16 @@ class ReplayBonus:
         start = time.perf_counter()
         with explorer.own_torch_rng():
             raw = explorer.finite_scores(batch)
-        scaled = raw / float(explorer.scaler.stats.std)
+        centre = float(explorer.raw_reward_stats.mean)
+        scaled = (raw - centre) / float(explorer.scaler.stats.std)
         beta = explorer.coefficient(self.progress or 0.0)
-        after_end = self.terminal_value(beta)
-        bonus = beta * scaled + after_end * batch.terminated
+        bonus = beta * scaled
         bonus[~np.isfinite(bonus)] = 0.0
         self._record("score_time_ms", 1000 * (time.perf_counter() - start))
         for name, values in (("int_reward_raw", raw), ("int_reward", scaled), ("int_bonus", bonus)):
             self._record(f"{name}_mean", float(values.mean()))
             self._record(f"{name}_max", float(values.max()))
-        self._record("int_terminal_value", after_end)
+        self._record("int_reward_raw_centre", centre)
         self._record("int_coef", beta)
         self._record("int_return_std", float(explorer.scaler.stats.std))
         self.batches += 1
@@ -241,7 +231,6 @@ class ExplorationReplayBuffer(ReplayBuffer):
         config: exploration settings, as an :class:`ExplorationConfig` or a plain mapping of its
             fields (as RL Baselines3 Zoo passes them).
         seed: seeds the module's weights and random streams.
-        gamma: the agent's discount; None lets :class:`ReplayExplorationCallback` read it from the agent.
     """
 
     def __init__(
@@ -255,7 +244,6 @@ class ExplorationReplayBuffer(ReplayBuffer):
         handle_timeout_termination: bool = True,
         config: ExplorationConfig | Mapping[str, Any] | None = None,
         seed: int = 0,
-        gamma: float | None = None,
         **unknown: Any,
     ):
         settings = _settings(optimize_memory_usage, config, unknown)
@@ -268,7 +256,7 @@ class ExplorationReplayBuffer(ReplayBuffer):
             optimize_memory_usage=False,
             handle_timeout_termination=handle_timeout_termination,
         )
-        self.bonus = ReplayBonus(self, settings, seed, gamma)
+        self.bonus = ReplayBonus(self, settings, seed)
 
     def add(self, *args: Any, **kwargs: Any) -> None:
         super().add(*args, **kwargs)
@@ -336,8 +324,8 @@ def exploration_buffer(model: BaseAlgorithm) -> ExplorationReplayBuffer:
 
 
 class ReplayExplorationCallback(BaseCallback):
-    """Companion of :class:`ExplorationReplayBuffer`: gives the buffer the agent's discount and the
-    run's progress (β schedule), logs the module's metrics under ``ilvm/`` and saves the module.
+    """Companion of :class:`ExplorationReplayBuffer`: gives the buffer the run's progress (β schedule),
+    logs the module's metrics under ``ilvm/`` and saves the module.
 
     Args:
         checkpoint_dir: if set, :meth:`save` writes the module here.
@@ -351,14 +339,6 @@ class ReplayExplorationCallback(BaseCallback):
 
     def _init_callback(self) -> None:
         self.buffer = exploration_buffer(self.model)
-        gamma = float(self.model.gamma)  # type: ignore[attr-defined]  # every off-policy algorithm has one
-        if self.buffer.bonus.gamma is None:
-            self.buffer.bonus.gamma = gamma
-        elif self.buffer.bonus.gamma != gamma:
-            raise ValueError(
-                f"replay_buffer_kwargs gamma={self.buffer.bonus.gamma} differs from the agent's gamma={gamma}; "
-                f"leave it out, the callback reads the agent's"
-            )
 
     def _on_step(self) -> bool:
         assert self.buffer is not None
