@@ -11,7 +11,7 @@ from safetensors.numpy import load_file
 from ilvm_rl.cli import main
 from ilvm_rl.config import ConfigError
 from ilvm_rl.recipes import load_recipe
-from ilvm_rl.run import RunSpec, train
+from ilvm_rl.run import EpisodeRecorder, RunSpec, train
 
 
 def only_run(runs_dir: Path) -> Path:
@@ -43,20 +43,34 @@ def test_off_policy_recipes_train_through_the_cli_into_run_folders(
             assert tag in header, tag
 
 
-def test_an_interrupted_dqn_run_resumes_with_its_replay_buffer_and_module(tmp_path: Path) -> None:
+class Killed(Exception):
+    """Stands for the process dying in the middle of a run."""
+
+
+def test_an_interrupted_dqn_run_resumes_with_its_replay_buffer_and_module(tmp_path: Path, monkeypatch) -> None:
     run_dir = tmp_path / "run"
     run_dir.mkdir()
-    overrides = {**FAST_OFF_POLICY, "checkpoint_every": 256}
-    train(RunSpec("dqn_ilvm", "MountainCar-v0", seed=0, steps=512, overrides=overrides), run_dir, command="first")
-    # pretend the budget was 1024 and the process died after the checkpoint at 512 steps
-    for name in ("results.json", "eval.json"):
-        (run_dir / name).unlink()
-    config = (run_dir / "config.yaml").read_text().replace("steps: 512", "steps: 1024")
-    (run_dir / "config.yaml").write_text(config)
+    record_step = EpisodeRecorder._on_step
+
+    def dies_after_600_steps(recorder: EpisodeRecorder) -> bool:
+        if recorder.num_timesteps > 600:
+            raise Killed
+        return record_step(recorder)
+
+    monkeypatch.setattr(EpisodeRecorder, "_on_step", dies_after_600_steps)
+    spec = RunSpec(
+        "dqn_ilvm", "MountainCar-v0", seed=0, steps=1024, overrides={**FAST_OFF_POLICY, "checkpoint_every": 256}
+    )
+    with pytest.raises(Killed):
+        train(spec, run_dir, command="first")
+    monkeypatch.undo()
+    with np.load(run_dir / "replay.npz", allow_pickle=False) as replay:
+        assert int(replay["pos"]) == 256 and not bool(replay["full"])  # the checkpoint at 512 steps of 2 envs
+
     assert main(["train", "--resume", str(run_dir), "--no-progress"]) == 0
     assert json.loads((run_dir / "results.json").read_text())["steps"] == 1024
     with np.load(run_dir / "replay.npz", allow_pickle=False) as replay:
-        # 512 rows per env went through a ring of 500: only a restored buffer has wrapped
+        # 512 rows per env went through a ring of 500 rows: only a restored buffer has wrapped
         assert bool(replay["full"]) and int(replay["pos"]) == 12
     weights = load_file(str(run_dir / "exploration" / "weights.safetensors"))
     # the running mean of the bonus counts every transition scored, before and after the resume

@@ -8,11 +8,11 @@ import pytest
 
 pytest.importorskip("rl_zoo3")
 
-from rl_zoo3.train import train as zoo_train  # noqa: E402  (after the skip)
-from stable_baselines3 import DQN  # noqa: E402
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator  # noqa: E402
+from rl_zoo3.train import train as zoo_train
+from stable_baselines3 import DQN
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from ilvm_rl.sb3 import ExplorationReplayBuffer  # noqa: E402
+from ilvm_rl.sb3 import ExplorationReplayBuffer
 
 # a Zoo hyperparameter file in its Python form (the YAML form names classes by Python expressions the
 # Zoo evaluates; a Python file imports them): settings are plain dicts, as the Zoo passes them on
