@@ -312,21 +312,13 @@ def _learn(spec: RunSpec, recipe: Recipe, run_dir: Path, progress_bar: bool, res
     representation = recipe.representation
     if resume:  # the features extractor's weights are part of the policy in model.zip
         model = algo.load(run_dir / MODEL_FILE, env=env, device="cpu")
-        if off_policy:
-            assert isinstance(model, OffPolicyAlgorithm) and model.replay_buffer is not None
-            load_replay(model.replay_buffer, run_dir / REPLAY_FILE)
-        if recipe.exploration is not None and off_policy:
-            restore_module(model, run_dir / EXPLORATION_DIR, seed=spec.seed)
-            exploration = ReplayExplorationCallback()
+        if isinstance(model, OffPolicyAlgorithm):
+            exploration = restore_replay(model, recipe, run_dir, spec.seed)
         elif recipe.exploration is not None:
             exploration = with_exploration(model, checkpoint=run_dir / EXPLORATION_DIR, seed=spec.seed)
         drop_episodes_after(run_dir, model.num_timesteps)  # those are played again
     else:
-        algo_kwargs = dict(recipe.algo_kwargs)
-        if recipe.exploration is not None and off_policy:
-            bonus_kwargs = replay_exploration_kwargs(recipe.exploration, env.observation_space, spec.seed)
-            bonus_kwargs["replay_buffer_kwargs"].update(algo_kwargs.get("replay_buffer_kwargs") or {})
-            algo_kwargs.update(bonus_kwargs)
+        algo_kwargs = with_replay_exploration(recipe, env.observation_space, spec.seed)
         if representation is not None:
             algo_kwargs["policy_kwargs"] = representation_policy_kwargs(
                 representation, algo_kwargs.get("policy_kwargs")
@@ -364,6 +356,30 @@ def _learn(spec: RunSpec, recipe: Recipe, run_dir: Path, progress_bar: bool, res
     return write_results(
         run_dir, spec, evaluation, model.num_timesteps, (model.num_timesteps - start_steps) / wall, wall
     )
+
+
+def with_replay_exploration(recipe: Recipe, observation_space: gym.Space, seed: int) -> dict[str, Any]:
+    """A copy of the recipe's ``algo_kwargs``; for an off-policy algorithm with an exploration section,
+    with the exploration replay buffer and its settings (the recipe's ``replay_buffer_kwargs`` kept)."""
+    algo_kwargs = dict(recipe.algo_kwargs)
+    if recipe.exploration is not None and issubclass(ALGORITHMS[recipe.algo], OffPolicyAlgorithm):
+        bonus_kwargs = replay_exploration_kwargs(recipe.exploration, observation_space, seed)
+        bonus_kwargs["replay_buffer_kwargs"].update(algo_kwargs.get("replay_buffer_kwargs") or {})
+        algo_kwargs.update(bonus_kwargs)
+    return algo_kwargs
+
+
+def restore_replay(
+    model: OffPolicyAlgorithm, recipe: Recipe, run_dir: Path, seed: int
+) -> ReplayExplorationCallback | None:
+    """Resuming an off-policy run: load its replay buffer (``replay.npz``) into ``model``'s fresh one and,
+    with an exploration section, its module; returns the module's callback (None without one)."""
+    assert model.replay_buffer is not None  # an off-policy model builds its buffer with the model
+    load_replay(model.replay_buffer, run_dir / REPLAY_FILE)
+    if recipe.exploration is None:
+        return None
+    restore_module(model, run_dir / EXPLORATION_DIR, seed=seed)
+    return ReplayExplorationCallback()
 
 
 def pretrained_checkpoint(spec: RunSpec, recipe: Recipe, run_dir: Path) -> Path | None:
