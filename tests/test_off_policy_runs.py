@@ -47,7 +47,10 @@ class Killed(Exception):
     """Stands for the process dying in the middle of a run."""
 
 
-def test_an_interrupted_dqn_run_resumes_with_its_replay_buffer_and_module(tmp_path: Path, monkeypatch) -> None:
+@pytest.mark.parametrize("agent, env_id", [("dqn_ilvm", "MountainCar-v0"), ("sac_ilvm", "Pendulum-v1")])
+def test_an_interrupted_run_resumes_with_its_replay_buffer_and_module(
+    tmp_path: Path, monkeypatch, agent: str, env_id: str
+) -> None:
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     record_step = EpisodeRecorder._on_step
