@@ -61,9 +61,7 @@ def test_an_interrupted_run_resumes_with_its_replay_buffer_and_module(
         return record_step(recorder)
 
     monkeypatch.setattr(EpisodeRecorder, "_on_step", dies_after_600_steps)
-    spec = RunSpec(
-        "dqn_ilvm", "MountainCar-v0", seed=0, steps=1024, overrides={**FAST_OFF_POLICY, "checkpoint_every": 256}
-    )
+    spec = RunSpec(agent, env_id, seed=0, steps=1024, overrides={**FAST_OFF_POLICY, "checkpoint_every": 256})
     with pytest.raises(Killed):
         train(spec, run_dir, command="first")
     monkeypatch.undo()
