@@ -93,7 +93,8 @@ class ReplayBonus:
         self.rows_added = 0  # steps added to the buffer, all envs at once
         self.rows_scored = 0  # of those, the ones whose bonus has entered the running statistics
         self.batches = 0
-        self.metrics: dict[str, list[float]] = {}
+        # sums and counts of what was recorded since the last pop: constant memory, with or without a callback
+        self.metrics: dict[str, tuple[float, int]] = {}
         action_space = buffer.action_space
         # SB3 stores Box actions rescaled to [-1, 1]; the module reads them as the environment took them
         self.action_bounds = (
@@ -184,11 +185,12 @@ class ReplayBonus:
         return bonus.astype(np.float32).reshape(-1, 1)
 
     def _record(self, name: str, value: float) -> None:
-        self.metrics.setdefault(name, []).append(value)
+        total, count = self.metrics.get(name, (0.0, 0))
+        self.metrics[name] = (total + value, count + 1)
 
     def pop_metrics(self) -> dict[str, float]:
         """Means of what was recorded since the last call, and the module's counters."""
-        metrics = {name: float(np.mean(values)) for name, values in self.metrics.items()}
+        metrics = {name: total / count for name, (total, count) in self.metrics.items()}
         metrics.update({name: float(count) for name, count in self.explorer.counters.items()})
         self.metrics = {}
         return metrics
