@@ -20,6 +20,7 @@ from ilvm_rl import ExplorationConfig, ModelConfig
 from ilvm_rl.checkpoint import CheckpointError
 from ilvm_rl.config import ConfigError
 from ilvm_rl.exploration.store import TransitionBatch
+from ilvm_rl.sb3 import replay
 from ilvm_rl.sb3.replay import (
     ExplorationDictReplayBuffer,
     ExplorationReplayBuffer,
@@ -118,14 +119,22 @@ def test_a_bonus_paid_at_every_step_pays_nothing_for_staying_alive() -> None:
     np.testing.assert_array_equal(bonus.sample_bonus(rows, envs), 0.0)
 
 
-def test_the_centre_is_the_mean_bonus_of_every_transition_added() -> None:
-    model = dqn(two_envs())
+@pytest.mark.parametrize("chunk", [4096, 3])
+def test_arriving_transitions_are_scored_once_in_time_order(chunk: int, monkeypatch) -> None:
+    """The centre is the mean bonus of every transition added, and the scale's discounted return runs
+    through each env's transitions in order, however many are scored at once."""
+    monkeypatch.setattr(replay, "SCORE_CHUNK", chunk)
+    model = dqn(two_envs(), learning_starts=12)
     bonus = model.replay_buffer.bonus
     bonus.explorer.bonus_model.score = lambda batch: batch.next_obs[:, 0].astype(np.float32)
     model.learn(40, callback=ReplayExplorationCallback())
     model.replay_buffer.sample(4)  # scores the steps added since the agent last trained
     stored = model.replay_buffer.next_observations[:20, :, 0]  # step counts, terminal ones at episode ends
     np.testing.assert_allclose(float(bonus.explorer.raw_reward_stats.mean), stored.mean(), rtol=1e-6)
+    returns = np.zeros(2)
+    for step in stored:
+        returns = 0.99 * returns + step
+    np.testing.assert_allclose(bonus.explorer.scaler.returns, returns, rtol=1e-6)
 
 
 def test_a_bonus_with_no_weight_leaves_the_agent_unchanged() -> None:
@@ -221,7 +230,9 @@ def test_nonfinite_scores_never_reach_a_sample() -> None:
     bonus.explorer.bonus_model.score = lambda batch: np.where(batch.obs[:, 0] > 0, np.nan, 1.0).astype(np.float32)
     model.learn(32, callback=ReplayExplorationCallback())
     rewards = model.replay_buffer.sample(64).rewards.numpy()
-    assert np.isfinite(rewards).all() and bonus.explorer.counters["nonfinite_rewards"] > 0
+    # the rows with a non-finite score get no bonus, the others the centred bonus of a constant: 0
+    np.testing.assert_array_equal(rewards, -1.0)
+    assert bonus.explorer.counters["nonfinite_rewards"] > 0
 
 
 def test_settings_come_as_plain_mappings_and_bad_ones_are_named() -> None:

@@ -338,20 +338,22 @@ class Explorer:
         """
         with self.own_torch_rng():
             self.bonus_model.update_statistics(rollout)
-            raw = self.finite_scores(rollout).reshape(n_steps, self.n_envs)
-        self.raw_reward_stats.update(raw.reshape(-1))
+            raw, finite = self.finite_scores(rollout)
+        self.raw_reward_stats.update(raw[finite])
+        raw = raw.reshape(n_steps, self.n_envs)
         rewards = self.scaler.scale(raw)
         rewards[~np.isfinite(rewards)] = 0.0
         return raw, rewards
 
-    def finite_scores(self, batch: TransitionBatch) -> np.ndarray:
-        """Raw scores ``(n,)`` of the current model; a non-finite score becomes 0 and is counted.
-        Call it on the module's torch stream (:meth:`own_torch_rng`): some scores draw samples."""
+    def finite_scores(self, batch: TransitionBatch) -> tuple[np.ndarray, np.ndarray]:
+        """Raw scores ``(n,)`` of the current model, a non-finite score set to 0 and counted, and the
+        ``(n,)`` mask of the finite ones. Call it on the module's torch stream (:meth:`own_torch_rng`):
+        some scores draw samples."""
         raw = self.bonus_model.score(batch)
-        nonfinite = ~np.isfinite(raw)
-        self.counters["nonfinite_rewards"] += int(nonfinite.sum())
-        raw[nonfinite] = 0.0
-        return raw
+        finite = np.isfinite(raw)
+        self.counters["nonfinite_rewards"] += int((~finite).sum())
+        raw[~finite] = 0.0
+        return raw, finite
 
     def _int_returns_of_finished_episodes(self, rewards: np.ndarray, rollout: TransitionBatch) -> list[float]:
         ends = (rollout.terminated | rollout.truncated).reshape(rewards.shape)

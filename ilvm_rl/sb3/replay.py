@@ -55,6 +55,8 @@ from ilvm_rl.exploration.store import TransitionBatch
 
 BUFFER_KEYS = ("config", "seed", "handle_timeout_termination")
 HER_KEYS = ("goal_selection_strategy", "n_sampled_goal", "copy_info_dict", "env")
+# transitions scored at once when the steps added since the last sample enter the running statistics
+SCORE_CHUNK = 4096
 
 
 def _rows(storage: np.ndarray | dict[str, np.ndarray], rows: np.ndarray, envs: np.ndarray) -> Observation:
@@ -145,10 +147,15 @@ class ReplayBonus:
         self.rows_scored = self.rows_added
         if new == 0:
             return
-        rows = (buffer.pos - new + np.arange(new)) % buffer.buffer_size
-        batch = self.transitions(np.repeat(rows, buffer.n_envs), np.tile(np.arange(buffer.n_envs), new))
-        raw, _ = self.explorer.score_rollout(batch, new)
-        self._record("new_int_reward_raw_mean", float(raw.mean()))
+        # in chunks, in time order: the scale's per-env returns carry over from one chunk to the next,
+        # and a long warm-up (learning_starts) never makes one huge batch
+        steps_per_chunk = max(1, SCORE_CHUNK // buffer.n_envs)
+        for start in range(0, new, steps_per_chunk):
+            steps = min(steps_per_chunk, new - start)
+            rows = (buffer.pos - new + start + np.arange(steps)) % buffer.buffer_size
+            batch = self.transitions(np.repeat(rows, buffer.n_envs), np.tile(np.arange(buffer.n_envs), steps))
+            raw, _ = self.explorer.score_rollout(batch, steps)
+            self._record("new_int_reward_raw_mean", float(raw.mean()))
 
     def sample_bonus(self, rows: np.ndarray, envs: np.ndarray) -> np.ndarray:
         """The bonus ``β·(b − b̄)/σ`` of the sampled transitions ``(rows[k], envs[k])``, ``(n, 1)`` float32,
@@ -163,12 +170,12 @@ class ReplayBonus:
         batch = self.transitions(rows, envs)
         start = time.perf_counter()
         with explorer.own_torch_rng():
-            raw = explorer.finite_scores(batch)
+            raw, finite = explorer.finite_scores(batch)
         centre = float(explorer.raw_reward_stats.mean)
         scaled = (raw - centre) / float(explorer.scaler.stats.std)
         beta = explorer.coefficient(self.progress or 0.0)
         bonus = beta * scaled
-        bonus[~np.isfinite(bonus)] = 0.0
+        bonus[~(finite & np.isfinite(bonus))] = 0.0  # a transition the model cannot score gets no bonus
         self._record("score_time_ms", 1000 * (time.perf_counter() - start))
         for name, values in (("int_reward_raw", raw), ("int_reward", scaled), ("int_bonus", bonus)):
             self._record(f"{name}_mean", float(values.mean()))
