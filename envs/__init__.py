@@ -47,3 +47,33 @@ gymnasium.register(
     max_episode_steps=50,
     reward_threshold=10.0,
 )
+# an open room whose goal, far from the start, ends the episode: no TV, an action TV, a place TV
+gymnasium.register(
+    id="ilvm/OpenRoomNone-v0",
+    entry_point="ilvm_rl.envs.room:OpenRoomEnv",
+    kwargs={"tv": "none"},
+    max_episode_steps=300,
+    reward_threshold=0.7,
+)
+gymnasium.register(
+    id="ilvm/OpenRoomAction-v0",
+    entry_point="ilvm_rl.envs.room:OpenRoomEnv",
+    kwargs={"tv": "action"},
+    max_episode_steps=300,
+    reward_threshold=0.7,
+)
+gymnasium.register(
+    id="ilvm/OpenRoomPlace-v0",
+    entry_point="ilvm_rl.envs.room:OpenRoomEnv",
+    kwargs={"tv": "place"},
+    max_episode_steps=300,
+    reward_threshold=0.7,
+)
+# MiniGrid's DoorKey-8x8 with a flat view (needs the minigrid extra, imported when the env is made);
+# max_episode_steps repeats MiniGrid's own limit, so both truncate on the same step
+gymnasium.register(
+    id="ilvm/DoorKey8x8-v0",
+    entry_point="ilvm_rl.envs.doorkey:doorkey_8x8",
+    max_episode_steps=640,
+    reward_threshold=0.8,
+)

@@ -16,10 +16,11 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from gymnasium.error import DependencyNotInstalled
 
 from ilvm_rl.bench import load_suite, run_grid, single_task_suite
 from ilvm_rl.bench.backends import BACKENDS
-from ilvm_rl.bench.plots import plot_run_dirs
+from ilvm_rl.bench.plots import GOAL_RATE_WINDOW, plot_goal_rates, plot_run_dirs, runs_by_task
 from ilvm_rl.bench.suite import suite_names
 from ilvm_rl.checkpoint import CheckpointError
 from ilvm_rl.config import ConfigError
@@ -30,7 +31,8 @@ from ilvm_rl.run import RunSpec, make_run_dir, observation_wrapper, resume, trai
 from ilvm_rl.world_model import markdown_table as world_model_table
 from ilvm_rl.world_model import run_benchmark as run_world_model_benchmark
 
-USER_ERRORS = (ConfigError, CheckpointError, UnsupportedSpaceError)
+# an env of an optional extra that is not installed (ilvm/DoorKey8x8-v0 without minigrid) is the user's to fix
+USER_ERRORS = (ConfigError, CheckpointError, UnsupportedSpaceError, DependencyNotInstalled)
 
 
 def parse_overrides(pairs: Sequence[str]) -> dict[str, Any]:
@@ -61,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="RUN_DIR",
         help="continue an interrupted run from its last checkpoint (other flags are ignored)",
     )
-    train_parser.add_argument("--seed", type=int, default=0)
+    train_parser.add_argument("--seed", type=int, default=0, help="seeds the agent, the modules and the environments")
     train_parser.add_argument("--steps", type=int, default=300_000, help="environment steps (all envs together)")
     train_parser.add_argument("--runs-dir", type=Path, default=Path("runs"), help="where run folders go")
     train_parser.add_argument(
@@ -82,7 +84,14 @@ def build_parser() -> argparse.ArgumentParser:
     tasks.add_argument("--suite", help=f"suite name in envs/suites/ ({', '.join(suite_names())}) or path to a .yaml")
     tasks.add_argument("--env", help="a single task: this Gymnasium id with its own reward threshold")
     bench_parser.add_argument("--steps", type=int, default=300_000, help="budget per run with --env")
-    bench_parser.add_argument("--seeds", type=int, default=5, help="seeds 0..N-1")
+    bench_parser.add_argument("--seeds", type=int, default=5, help="number of seeds per agent and task")
+    bench_parser.add_argument(
+        "--seed-start",
+        type=int,
+        default=0,
+        metavar="N",
+        help="first seed: seeds N .. N+seeds-1 (tune on some seeds, report on others, e.g. --seed-start 100)",
+    )
     bench_parser.add_argument(
         "--workers", type=int, default=os.cpu_count() or 1, help="parallel runs (default: one per core)"
     )
@@ -91,11 +100,15 @@ def build_parser() -> argparse.ArgumentParser:
     bench_parser.add_argument("--retries", type=int, default=2, help="restarts of a run whose worker died")
     bench_parser.add_argument("--baseline", help="agent the others are compared with (default: the first)")
     bench_parser.add_argument("--name", help="results folder under runs/bench/ (default: the suite or env)")
-    bench_parser.add_argument("--runs-dir", type=Path, default=Path("runs"))
     bench_parser.add_argument(
-        "--readme",
+        "--runs-dir", type=Path, default=Path("runs"), help="the grid goes to RUNS_DIR/bench/NAME/"
+    )
+    bench_parser.add_argument(
+        "--page",
         type=Path,
-        help="also write the tables into this Markdown file, between <!-- bench:NAME --> and <!-- /bench:NAME -->",
+        metavar="FILE",
+        help="also write the tables into this Markdown file (a docs page, the README), between "
+        "<!-- bench:NAME --> and <!-- /bench:NAME -->, where NAME is --name",
     )
     bench_parser.add_argument(
         "--set",
@@ -117,7 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     pretrain_parser.add_argument("--steps", type=int, help="environment steps to collect (default: the recipe's)")
     pretrain_parser.add_argument("--fit-steps", type=int, help="gradient steps (default: the recipe's)")
-    pretrain_parser.add_argument("--seed", type=int, default=0)
+    pretrain_parser.add_argument("--seed", type=int, default=0, help="seeds the environments, the policy and the model")
     pretrain_parser.add_argument(
         "--policy",
         type=Path,
@@ -138,7 +151,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     plot_parser = commands.add_parser("plot", help="learning curves of run folders, for ad-hoc comparisons")
     plot_parser.add_argument("run_dirs", nargs="+", type=Path, metavar="RUN_DIR")
-    plot_parser.add_argument("--out", type=Path, default=Path("curves.png"), help="PNG file to write")
+    plot_parser.add_argument(
+        "--out", type=Path, help="PNG file to write (default: curves.png, or goal_rate.png with --goal-rate)"
+    )
+    plot_parser.add_argument(
+        "--goal-rate",
+        action="store_true",
+        help="draw the share of training episodes per window of steps whose return reaches the threshold "
+        "(found-then-lost shows as a rise and a fall); the numbers go to a CSV beside the PNG",
+    )
+    plot_parser.add_argument(
+        "--window", type=int, metavar="STEPS", help=f"with --goal-rate: steps per window (default {GOAL_RATE_WINDOW:,})"
+    )
 
     world_parser = commands.add_parser(
         "world-model", help="fit the ILVM trajectory model and two reference models; score their sampled futures"
@@ -148,8 +172,15 @@ def build_parser() -> argparse.ArgumentParser:
     world_parser.add_argument("--samples", type=int, default=10, help="K futures drawn per context")
     world_parser.add_argument("--steps", type=int, default=20_000, help="random-policy transitions for fitting")
     world_parser.add_argument("--fit-steps", type=int, default=3_000, help="gradient steps per model")
-    world_parser.add_argument("--seed", type=int, default=0)
-    world_parser.add_argument("--runs-dir", type=Path, default=Path("runs"))
+    world_parser.add_argument(
+        "--seed", type=int, default=0, help="seeds the replay (held-out replay: other seeds) and models"
+    )
+    world_parser.add_argument(
+        "--runs-dir",
+        type=Path,
+        default=Path("runs"),
+        help="the results go to RUNS_DIR/world_model/<env>__<seed>__<time>/",
+    )
 
     commands.add_parser("recipes", help="list the shipped agent recipes")
     return parser
@@ -181,7 +212,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.command == "pretrain":
             pretrain_command(args)
         elif args.command == "plot":
-            print(f"wrote {plot_run_dirs(args.out, args.run_dirs)}")
+            plot(args)
     except USER_ERRORS as error:
         print(f"ilvm-rl: error: {error}", file=sys.stderr)
         return 2
@@ -195,13 +226,19 @@ def bench(args: argparse.Namespace, command: str) -> int:
     else:
         suite, name = single_task_suite(args.env, args.steps), args.env.replace("/", "-")
     bench_name = args.name or name
-    if args.readme:  # a missing section fails now, not after hours of runs
-        surrounding_section(args.readme, f"bench:{bench_name}")
+    if args.page:  # a missing section fails now, not after hours of runs
+        surrounding_section(args.page, f"bench:{bench_name}")
+    if args.seed_start < 0:
+        raise ConfigError(
+            f"--seed-start must be >= 0 (Gymnasium and numpy take non-negative seeds), got {args.seed_start}"
+        )
+    if args.seeds < 1:
+        raise ConfigError(f"--seeds must be >= 1, got {args.seeds}")
     result = run_grid(
         bench_name,
         args.agents,
         suite,
-        list(range(args.seeds)),
+        list(range(args.seed_start, args.seed_start + args.seeds)),
         args.runs_dir,
         workers=args.workers,
         backend=args.backend,
@@ -211,11 +248,23 @@ def bench(args: argparse.Namespace, command: str) -> int:
         overrides=parse_overrides(args.overrides),
         command=command,
     )
-    if args.readme:
-        replace_section(args.readme, f"bench:{bench_name}", result.report)
+    if args.page:
+        replace_section(args.page, f"bench:{bench_name}", result.report)
     print((result.bench_dir / "results.md").read_text())
     print(f"results: {result.bench_dir}")
     return 1 if result.failed else 0
+
+
+def plot(args: argparse.Namespace) -> None:
+    """``ilvm-rl plot``: learning curves, or with ``--goal-rate`` goal rates per window and their CSV."""
+    if args.goal_rate:
+        window = GOAL_RATE_WINDOW if args.window is None else args.window
+        png, table = plot_goal_rates(args.out or Path("goal_rate.png"), runs_by_task(args.run_dirs), window)
+        print(f"wrote {png} and {table}")
+    elif args.window is not None:
+        raise ConfigError("--window sets the window of --goal-rate; add --goal-rate")
+    else:
+        print(f"wrote {plot_run_dirs(args.out or Path('curves.png'), args.run_dirs)}")
 
 
 def sampled_actions(agent: Any, obs: Any) -> Any:

@@ -49,6 +49,11 @@ class Recipe:
         normalize_obs: ``bounds`` rescales a bounded Box observation to [-1, 1] for the agent and the
             exploration module alike (MountainCar's velocity spans ±0.07, too little for an
             unnormalised policy network to read); ``none`` passes observations through.
+        normalize_reward: divide the task's rewards by a running std of their discounted return
+            (SB3's ``VecNormalize`` on rewards only, clipped to ±10), so that the task's advantages
+            come in the same units whatever the reward's scale, as the intrinsic stream's do; its
+            statistics are saved beside each checkpoint as JSON. Monitor files, episode returns and
+            evaluations keep the environment's own rewards.
         algo_kwargs: keyword arguments of the algorithm's constructor (``n_steps``, ``gamma``...).
         exploration: the exploration module, or null for none.
         representation: the representation module (the ILVM state model as the policy's features
@@ -62,6 +67,7 @@ class Recipe:
     policy: str = "MlpPolicy"
     n_envs: int = 8
     normalize_obs: Literal["none", "bounds"] = "none"
+    normalize_reward: bool = False
     algo_kwargs: dict[str, Any] = field(default_factory=dict)
     exploration: ExplorationConfig | None = None
     representation: RepresentationConfig | None = None

@@ -13,8 +13,9 @@ A run folder ``runs/<env>__<agent>__<seed>__<time>/`` holds::
     representation/    the state model this run pretrained for its features extractor (frozen and
                        finetune modes without a checkpoint of their own; safetensors + JSON)
     eval.json          final evaluation: arg-max or sampled policy (eval_deterministic), separate env, extrinsic return
-    results.json       summary: steps to threshold, solved, final return, share of steps on a noisy
-                       TV (tasks that report one), steps per second
+    results.json       summary: steps to threshold, found (the trailing mean reached the threshold),
+                       kept (the final evaluation did), final return, share of steps on a noisy TV
+                       (tasks that report one), steps per second
 """
 
 from __future__ import annotations
@@ -42,9 +43,11 @@ from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.logger import configure
 from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
+from stable_baselines3.common.vec_env import VecNormalize
 
 from ilvm_rl.config import ConfigError, from_dict
 from ilvm_rl.exploration.spaces import has_fixed_scale
+from ilvm_rl.provenance import provenance
 from ilvm_rl.recipes import ALGORITHMS, Recipe, load_recipe
 from ilvm_rl.representation.extractor import RepresentationCallback, load_pretrained, representation_policy_kwargs
 from ilvm_rl.representation.pretrain import pretrain
@@ -61,7 +64,7 @@ from ilvm_rl.sb3.replay import (
 EPISODES_FILE, RESULTS_FILE, EVAL_FILE = "episodes.csv", "results.json", "eval.json"
 CONFIG_FILE, MODEL_FILE, EXPLORATION_DIR = "config.yaml", "model.zip", "exploration"
 REPLAY_FILE = "replay.npz"
-REPRESENTATION_DIR = "representation"
+REPRESENTATION_DIR, REWARD_SCALE_FILE = "representation", "reward_scale.json"
 # the trailing window over which training returns are compared with the env's reward threshold
 THRESHOLD_WINDOW = 10
 # evaluation environments are seeded away from the training ones
@@ -78,7 +81,8 @@ class RunSpec:
         seed: seeds the agent, the module and the environments.
         steps: environment steps (all parallel environments together).
         overrides: recipe settings merged last.
-        threshold: training return that counts as solved; None takes the env's ``reward_threshold``.
+        threshold: the return a run must reach: the trailing mean of training returns (found) and
+            the final evaluation (kept); None takes the env's ``reward_threshold``.
     """
 
     agent: str
@@ -165,6 +169,38 @@ def save_checkpoint(run_dir: Path, model: Any, exploration: ModuleCallback | Non
         save_replay(model.replay_buffer, run_dir / REPLAY_FILE)
     if exploration is not None:
         exploration.save(run_dir / EXPLORATION_DIR)
+    reward_normalizer = model.get_vec_normalize_env()
+    if reward_normalizer is not None:
+        save_reward_scale(run_dir, reward_normalizer)
+
+
+def save_reward_scale(run_dir: Path, normalizer: VecNormalize) -> None:
+    """The running statistics of ``normalize_reward`` as JSON (``VecNormalize.save`` would pickle)."""
+    stats = normalizer.ret_rms
+    state = {
+        "mean": float(stats.mean),
+        "var": float(stats.var),
+        "count": float(stats.count),
+        "returns": normalizer.returns.tolist(),
+    }
+    partial_file = run_dir / (REWARD_SCALE_FILE + ".partial")
+    partial_file.write_text(json.dumps(state))
+    partial_file.replace(run_dir / REWARD_SCALE_FILE)
+
+
+def load_reward_scale(run_dir: Path, normalizer: VecNormalize) -> None:
+    """Restore what :func:`save_reward_scale` wrote (nothing when the run saved none)."""
+    path = run_dir / REWARD_SCALE_FILE
+    if not path.is_file():
+        return
+    try:
+        state = json.loads(path.read_text())
+        normalizer.ret_rms.mean = np.asarray(float(state["mean"]))
+        normalizer.ret_rms.var = np.asarray(float(state["var"]))
+        normalizer.ret_rms.count = float(state["count"])
+        normalizer.returns = np.asarray(state["returns"], dtype=np.float64).reshape(normalizer.returns.shape)
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as error:
+        raise ConfigError(f"{path}: not a reward scale written by ilvm-rl ({error})") from error
 
 
 def steps_to_threshold(
@@ -306,6 +342,11 @@ def _learn(spec: RunSpec, recipe: Recipe, run_dir: Path, progress_bar: bool, res
         monitor_dir=str(monitor_folder(run_dir, resume)),
         wrapper_class=observation_wrapper(spec.env_id, recipe),
     )
+    if recipe.normalize_reward:
+        gamma = recipe.algo_kwargs.get("gamma", 0.99)
+        env = VecNormalize(env, norm_obs=False, norm_reward=True, gamma=gamma)
+        if resume:
+            load_reward_scale(run_dir, env)
     algo = ALGORITHMS[recipe.algo]
     off_policy = issubclass(algo, OffPolicyAlgorithm)
     exploration: ModuleCallback | None = None
@@ -473,11 +514,29 @@ def write_results(
         "steps": steps_done,
         "reward_threshold": threshold,
         "steps_to_threshold": reached,
-        "solved": reached is not None,
+        "found": reached is not None,
+        "kept": is_kept(evaluation["mean_return"], threshold),
         "final_eval_return": evaluation["mean_return"],
         "tv_share": tv_share(run_dir),
         "steps_per_second": steps_per_second,
         "wall_time_s": wall,
+        "provenance": provenance(),
     }
     (run_dir / RESULTS_FILE).write_text(json.dumps(results, indent=2))
     return results
+
+
+def is_kept(final_eval_return: float, threshold: float | None) -> bool | None:
+    """Whether the policy at the end of the run still reaches the threshold (None without one)."""
+    return None if threshold is None else bool(final_eval_return >= threshold)
+
+
+def upgraded_results(results: dict[str, Any]) -> dict[str, Any]:
+    """``results`` (of ``results.json`` or a grid cell) with ``found`` and ``kept``: files written
+    before those existed call ``found`` ``solved`` and lack ``kept``."""
+    upgraded = dict(results)
+    if "found" not in upgraded:
+        upgraded["found"] = bool(upgraded.pop("solved"))
+    if "kept" not in upgraded:
+        upgraded["kept"] = is_kept(upgraded["final_eval_return"], upgraded.get("reward_threshold"))
+    return upgraded

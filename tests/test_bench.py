@@ -11,10 +11,11 @@ from fast import FAST
 from toy_envs import CRASH_MARKER_VARIABLE
 
 from ilvm_rl.bench import Suite, Task, load_suite, run_grid
-from ilvm_rl.bench.plots import trailing_curve
-from ilvm_rl.bench.report import TIMING_COLUMNS, steps_quartiles
+from ilvm_rl.bench.plots import goal_rates, trailing_curve, window_edges
+from ilvm_rl.bench.report import TIMING_COLUMNS, aggregate, markdown_tables, seed_ranges, steps_quartiles
 from ilvm_rl.cli import main
 from ilvm_rl.config import ConfigError
+from ilvm_rl.provenance import provenance
 
 # CartPole's random policy lasts about 22 steps, so some seeds cross this threshold within the budget
 TINY_SUITE = Suite((Task("CartPole-v1", 320, threshold=21.0),))
@@ -56,13 +57,43 @@ def test_local_grid_writes_a_csv_report_and_plots_that_agree(local_grid) -> None
     report = (bench / "results.md").read_text()
     for agent in AGENTS:
         runs = [r for r in rows if r["agent"] == agent]
-        solved = sum(r["solved"] == "True" for r in runs)
+        kept = sum(float(r["final_eval_return"]) >= float(r["threshold"]) for r in runs)
+        assert [r["kept"] == "True" for r in runs] == [float(r["final_eval_return"]) >= 21.0 for r in runs]
+        found = sum(r["found"] == "True" for r in runs)
         iqm = scipy.stats.trim_mean([float(r["final_eval_return"]) for r in runs], 0.25)
         (line,) = [line for line in report.splitlines() if line.startswith(f"| {agent} |")]
-        assert f"| {solved}/2 |" in line and f"| {iqm:.1f} [" in line
+        assert line.startswith(f"| {agent} | {kept}/2 | {found}/2 | ") and f"| {iqm:.1f} [" in line
+    assert "| agent | seeds kept | seeds found | median steps to first threshold |" in report
+    assert "Seeds: 0–1." in report
     assert "P(better than ppo)" in report and "wall time / ideal" in report
-    for plot in ("curves_CartPole-v1.png", "intervals.png"):
+    for plot in ("curves_CartPole-v1.png", "intervals.png", "goal_rate_CartPole-v1.png"):
         assert (bench / plot).read_bytes()[:8] == PNG_MAGIC, plot
+    rates = read_csv(bench / "goal_rate_CartPole-v1.csv")
+    assert [(r["agent"], r["window_start"]) for r in rates] == [(a, str(32 * i)) for a in AGENTS for i in range(10)]
+
+
+def test_the_grid_and_every_run_record_the_code_that_made_them(local_grid) -> None:
+    _, result = local_grid
+    made_with = provenance()
+    grid = json.loads((result.bench_dir / "grid.json").read_text())
+    assert grid["provenance"] == [made_with]
+    for cell in result.bench_dir.glob("cells/*.json"):
+        assert json.loads(cell.read_text())["provenance"] == made_with
+    for results in result.bench_dir.glob("runs/*/results.json"):
+        assert json.loads(results.read_text())["provenance"] == made_with
+    assert len(list(result.bench_dir.glob("runs/*/results.json"))) == 4
+
+
+def test_a_grid_called_by_other_code_records_each_version_once(tmp_path: Path, monkeypatch) -> None:
+    def call() -> None:
+        run_grid("calls", ["ppo"], TINY_SUITE, [0], tmp_path, overrides=FAST, command="test")
+
+    call()
+    newer = {"package_version": "9.9.9", "git_commit": "f" * 40, "git_dirty": True}
+    monkeypatch.setattr("ilvm_rl.bench.grid.provenance", lambda: newer)
+    call()  # nothing left to run: the record still names this call's code
+    call()
+    assert json.loads((tmp_path / "bench" / "calls" / "grid.json").read_text())["provenance"] == [provenance(), newer]
 
 
 def test_a_finished_grid_is_not_run_again(local_grid) -> None:
@@ -107,7 +138,7 @@ def test_a_dead_worker_is_retried_and_the_rest_of_the_grid_survives(tmp_path: Pa
     result = run_grid("crash", ["ppo"], suite, [0], tmp_path, workers=1, retries=1, overrides=FAST)
     assert (tmp_path / "crashed").exists() and not result.failed
     assert [r["env_id"] for r in result.rows] == ["toy_envs:CrashOnce-v0", "CartPole-v1"]
-    assert result.rows[0]["solved"]  # CounterEnv pays -5 an episode
+    assert result.rows[0]["found"]  # CounterEnv pays -5 an episode
 
 
 def test_a_run_whose_worker_keeps_dying_fails_alone(tmp_path: Path, monkeypatch) -> None:
@@ -157,9 +188,9 @@ def test_trailing_curve_by_hand() -> None:
     np.testing.assert_allclose(curve, [np.nan, 1.0, 2.0, 4.0])
 
 
-def test_steps_quartiles_count_unsolved_seeds_as_never() -> None:
-    rows = [{"solved": True, "steps_to_threshold": s} for s in (100, 200, 300)] + [
-        {"solved": False, "steps_to_threshold": None}
+def test_steps_quartiles_count_seeds_that_never_found_the_threshold_as_never() -> None:
+    rows = [{"found": True, "steps_to_threshold": s} for s in (100, 200, 300)] + [
+        {"found": False, "steps_to_threshold": None}
     ]
     assert steps_quartiles(rows) == (100.0, 200.0, 300.0)
     assert steps_quartiles(rows[2:] + rows[3:] * 2)[1] == np.inf
@@ -174,27 +205,138 @@ def test_plot_command_draws_run_folders_and_names_a_bad_one(local_grid, tmp_path
     assert "is not a run folder" in capsys.readouterr().err
 
 
-def test_bench_command_writes_tables_into_the_readme(local_grid, tmp_path: Path) -> None:
+def test_bench_command_writes_tables_into_a_page(local_grid, tmp_path: Path) -> None:
     root, result = local_grid
-    readme = tmp_path / "README.md"
-    readme.write_text("intro\n<!-- bench:tiny -->\nSTALE TABLE\n<!-- /bench:tiny -->\noutro\n")
+    page = tmp_path / "docs" / "tiny.md"
+    page.parent.mkdir()
+    page.write_text("intro\n<!-- bench:tiny -->\nSTALE TABLE\n<!-- /bench:tiny -->\noutro\n")
     suite = tmp_path / "tiny.yaml"
     suite.write_text(json.dumps({"tasks": [{"env_id": "CartPole-v1", "steps": 320, "threshold": 21.0}]}))
     fast = ["--set", "n_envs=2", "--set", "algo_kwargs.n_steps=32", "--set", "algo_kwargs.batch_size=32"]
     args = ["bench", "--agents", *AGENTS, "--suite", str(suite), "--seeds", "2", "--runs-dir", str(root)]
-    assert main([*args, *fast, "--set", "eval_episodes=1", "--readme", str(readme)]) == 0
-    text = readme.read_text()
+    assert main([*args, *fast, "--set", "eval_episodes=1", "--page", str(page)]) == 0
+    text = page.read_text()
     assert text.startswith("intro\n<!-- bench:tiny -->\n**CartPole-v1**")
     assert text.endswith("<!-- /bench:tiny -->\noutro\n")
     assert "STALE TABLE" not in text and result.report in text
 
 
-def test_bench_refuses_a_readme_without_its_section_before_running_anything(tmp_path: Path, capsys) -> None:
-    readme = tmp_path / "README.md"
-    readme.write_text("intro\n<!-- bench:other -->\n<!-- /bench:other -->\n")
+def test_bench_refuses_a_page_without_its_section_before_running_anything(tmp_path: Path, capsys) -> None:
+    page = tmp_path / "page.md"
+    page.write_text("intro\n<!-- bench:other -->\n<!-- /bench:other -->\n")
     args = ["bench", "--agents", "ppo", "--env", "CartPole-v1", "--steps", "64", "--runs-dir", str(tmp_path / "runs")]
-    assert main([*args, "--name", "tiny", "--readme", str(readme)]) == 2
+    assert main([*args, "--name", "tiny", "--page", str(page)]) == 2
     assert "no section <!-- bench:tiny -->" in capsys.readouterr().err
     assert not (tmp_path / "runs").exists()
-    assert main([*args, "--name", "tiny", "--readme", str(tmp_path / "missing.md")]) == 2
+    assert main([*args, "--name", "tiny", "--page", str(tmp_path / "missing.md")]) == 2
     assert "missing.md: cannot read it" in capsys.readouterr().err
+
+
+def test_kept_counts_final_evaluations_at_the_threshold_not_trailing_means_that_touched_it() -> None:
+    base = {"env_id": "CartPole-v1", "agent": "ppo", "steps_per_second": 100.0, "tv_share": None}
+    rows = [
+        {**base, "seed": 0, "found": True, "steps_to_threshold": 100, "kept": True, "final_eval_return": 25.0},
+        {**base, "seed": 1, "found": True, "steps_to_threshold": 300, "kept": False, "final_eval_return": 9.0},
+        {**base, "seed": 2, "found": False, "steps_to_threshold": None, "kept": False, "final_eval_return": 8.0},
+    ]
+    (entry,) = aggregate(rows, TINY_SUITE, ["ppo"], "ppo")
+    assert (entry["kept"], entry["found"], entry["seeds"]) == (1, 2, 3)
+    (line,) = [line for line in markdown_tables([entry], "ppo").splitlines() if line.startswith("| ppo |")]
+    # kept first, then found and the median steps to the first threshold (the seed that never found it: never)
+    assert line.startswith("| ppo | 1/3 | 2/3 | 300 | 100 – > 320 |")
+
+
+def test_cells_of_older_grids_that_say_solved_are_read_as_found(local_grid, tmp_path: Path) -> None:
+    _, first = local_grid
+    copy = tmp_path / "bench" / "tiny"
+    (copy / "cells").mkdir(parents=True)
+    (copy / "grid.json").write_text((first.bench_dir / "grid.json").read_text())
+    for cell in (first.bench_dir / "cells").glob("*.json"):
+        record = json.loads(cell.read_text())
+        record["solved"] = record.pop("found")
+        del record["kept"]
+        (copy / "cells" / cell.name).write_text(json.dumps(record))
+    again = tiny_grid(tmp_path, "tiny", workers=1)
+    assert not (copy / "runs").exists()  # nothing ran again
+    assert report_rows(again.report) == report_rows(first.report)
+    assert without_timing(read_csv(copy / "results.csv")) == without_timing(read_csv(first.bench_dir / "results.csv"))
+    (copy / "cells" / next(iter(first.bench_dir.glob("cells/*.json"))).name).write_text("{}")
+    with pytest.raises(ConfigError, match="not the record of a finished run"):
+        tiny_grid(tmp_path, "tiny", workers=1)
+
+
+def test_seed_start_runs_later_seeds_and_the_folder_keeps_count_of_all(tmp_path: Path, capsys) -> None:
+    runs = tmp_path / "runs"
+    args = ["bench", "--agents", "ppo", "--env", "CartPole-v1", "--steps", "64", "--runs-dir", str(runs)]
+    fast = ["--set", "n_envs=2", "--set", "algo_kwargs.n_steps=32", "--set", "eval_episodes=1", "--workers", "1"]
+    assert main([*args, *fast, "--seeds", "1", "--seed-start", "-1"]) == 2
+    assert "--seed-start must be >= 0" in capsys.readouterr().err
+    assert main([*args, *fast, "--seeds", "2", "--seed-start", "3"]) == 0
+    bench = runs / "bench" / "CartPole-v1"
+    assert sorted(p.stem for p in (bench / "cells").glob("*.json")) == ["CartPole-v1__ppo__3", "CartPole-v1__ppo__4"]
+    for seed in (3, 4):
+        config = (bench / "runs" / f"CartPole-v1__ppo__{seed}" / "config.yaml").read_text()
+        assert f"seed: {seed}\n" in config
+    assert [row["seed"] for row in read_csv(bench / "results.csv")] == ["3", "4"]
+    assert json.loads((bench / "grid.json").read_text())["seeds"] == [3, 4]
+    assert "Seeds: 3–4." in (bench / "results.md").read_text()
+    # other seeds join the folder; the report covers the seeds asked for, grid.json all of them
+    assert main([*args, *fast, "--seeds", "1", "--seed-start", "0"]) == 0
+    assert json.loads((bench / "grid.json").read_text())["seeds"] == [0, 3, 4]
+    assert [row["seed"] for row in read_csv(bench / "results.csv")] == ["0"]
+    assert "Seeds: 0." in (bench / "results.md").read_text()
+
+
+def test_seed_ranges_read_as_runs_of_consecutive_seeds() -> None:
+    assert seed_ranges([{"seed": s} for s in (101, 0, 1, 2, 100, 5, 102)]) == "0–2, 5, 100–102"
+    assert seed_ranges([]) == "none"
+
+
+def fake_run(folder: Path, agent: str, seed: int, episodes: list[tuple[int, float]]) -> Path:
+    """A run folder of the open room with the given ``(step, return)`` training episodes."""
+    folder.mkdir(parents=True)
+    config = {"agent": agent, "env_id": "ilvm/OpenRoomAction-v0", "seed": seed, "steps": 400, "threshold": None}
+    (folder / "config.yaml").write_text(json.dumps(config))  # YAML reads JSON
+    lines = ["step,return,length,on_tv_steps", *(f"{step},{value},50,0" for step, value in episodes)]
+    (folder / "episodes.csv").write_text("\n".join(lines) + "\n")
+    return folder
+
+
+def test_goal_rates_by_hand() -> None:
+    episodes = [(50, 0.8), (100, 0.2), (150, 0.75), (210, 0.0), (390, 0.7), (420, 0.9)]
+    rates, counts = goal_rates(episodes, 0.7, window_edges(400, 420, 200))
+    # windows (0, 200], (200, 420]: the last one stretched to the episode that ended past the budget
+    np.testing.assert_allclose(rates, [2 / 3, 2 / 3])
+    assert counts.tolist() == [3, 3]
+    rates, counts = goal_rates(episodes[:3], 0.7, window_edges(400, 150, 100))
+    # an episode that ends on a window's last step belongs to that window; empty windows are NaN
+    np.testing.assert_allclose(rates, [0.5, 1.0, np.nan, np.nan])
+    assert counts.tolist() == [2, 1, 0, 0]
+
+
+def test_plot_goal_rate_shows_found_then_lost_and_writes_the_numbers(tmp_path: Path, capsys) -> None:
+    # "keeps": the goal from step 100 on; "loses": the goal between 100 and 200, never after
+    runs = []
+    for seed in range(3):
+        steps = range(10 + seed, 400, 10)
+        runs.append(fake_run(tmp_path / f"keeps{seed}", "keeps", seed, [(s, 0.8 * (s > 100)) for s in steps]))
+        runs.append(fake_run(tmp_path / f"loses{seed}", "loses", seed, [(s, 0.8 * (100 < s <= 200)) for s in steps]))
+    out = tmp_path / "rate.png"
+    assert main(["plot", *map(str, runs), "--goal-rate", "--window", "100", "--out", str(out)]) == 0
+    assert out.read_bytes()[:8] == PNG_MAGIC
+    assert f"wrote {out} and {out.with_suffix('.csv')}" in capsys.readouterr().out
+    table = read_csv(out.with_suffix(".csv"))
+    rates = {(row["agent"], int(row["window_end"])): float(row["goal_rate"]) for row in table}
+    assert rates == {
+        ("keeps", 100): 0.0, ("keeps", 200): 1.0, ("keeps", 300): 1.0, ("keeps", 400): 1.0,
+        ("loses", 100): 0.0, ("loses", 200): 1.0, ("loses", 300): 0.0, ("loses", 400): 0.0,
+    }  # fmt: skip
+    assert all(
+        row["seeds"] == "3" and float(row["ci_low"]) <= float(row["goal_rate"]) <= float(row["ci_high"])
+        for row in table
+    )
+    assert sum(int(row["episodes"]) for row in table) == 6 * 39
+    assert main(["plot", str(runs[0]), "--goal-rate", "--window", "0", "--out", str(out)]) == 2
+    assert "--window must be >= 1" in capsys.readouterr().err
+    assert main(["plot", str(runs[0]), "--window", "100", "--out", str(out)]) == 2
+    assert "add --goal-rate" in capsys.readouterr().err

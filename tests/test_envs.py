@@ -1,5 +1,8 @@
-"""Our own environments: env checker, seeding, the two TVs, the fork's branches, the maze's route, the suites."""
+"""Our own environments: env checker, seeding, the two TVs, the fork's branches, the maze's route, the
+open room's reward, the flat DoorKey view, the suites."""
 
+import importlib.util
+import sys
 import warnings
 from collections import Counter, deque
 from importlib import resources
@@ -10,17 +13,37 @@ import pytest
 from gymnasium.utils.env_checker import check_env
 
 from ilvm_rl.bench import load_suite
+from ilvm_rl.envs.doorkey import DOORKEY_STEPS, FlatViewWrapper, doorkey_8x8
 from ilvm_rl.envs.fork import ADVANCE, BACK, FORK_BRANCHES, LOWER, SWITCH, UPPER, ForkEnv
 from ilvm_rl.envs.layout import MOVES, Layout
 from ilvm_rl.envs.maze import MazeEnv
-from ilvm_rl.envs.navigation import TV_ACTION, NoisyTVEnv
+from ilvm_rl.envs.navigation import TV_ACTION, NoisyTVEnv, TVGridEnv
 from ilvm_rl.envs.pixels import AGENT, GOAL, PixelRoomEnv
+from ilvm_rl.envs.room import OpenRoomEnv
+
+HAS_MINIGRID = importlib.util.find_spec("minigrid") is not None
+needs_minigrid = pytest.mark.skipif(not HAS_MINIGRID, reason='needs the minigrid extra: pip install -e ".[minigrid]"')
 
 # importing ilvm_rl.envs (above) registered the ids
-ENV_IDS = sorted(env_id for env_id in gym.registry if env_id.startswith("ilvm/"))
+REGISTERED_IDS = sorted(env_id for env_id in gym.registry if env_id.startswith("ilvm/"))
 NAVIGATION_IDS = ["ilvm/NoisyTVNone-v0", "ilvm/NoisyTVAction-v0", "ilvm/NoisyTVPlace-v0"]
+ROOM_IDS = ["ilvm/OpenRoomNone-v0", "ilvm/OpenRoomAction-v0", "ilvm/OpenRoomPlace-v0"]
+DOORKEY_ID = "ilvm/DoorKey8x8-v0"
+# the ids backed by an optional extra, whose tests skip without it
+EXTRA_IDS = {DOORKEY_ID: needs_minigrid}
+ENV_IDS = [
+    pytest.param(env_id, marks=EXTRA_IDS[env_id]) if env_id in EXTRA_IDS else env_id for env_id in REGISTERED_IDS
+]
 # the ids whose rollouts draw random numbers, so that another seed gives another rollout
-RANDOM_IDS = ["ilvm/NoisyTVAction-v0", "ilvm/NoisyTVPlace-v0", "ilvm/Fork-v0", "ilvm/PixelRoom-v0"]
+RANDOM_IDS = [
+    "ilvm/NoisyTVAction-v0",
+    "ilvm/NoisyTVPlace-v0",
+    "ilvm/OpenRoomAction-v0",
+    "ilvm/OpenRoomPlace-v0",
+    "ilvm/Fork-v0",
+    "ilvm/PixelRoom-v0",
+    pytest.param(DOORKEY_ID, marks=needs_minigrid),
+]
 # the ids whose observations are images rather than float vectors
 IMAGE_IDS = ["ilvm/PixelRoom-v0"]
 
@@ -59,9 +82,24 @@ def shortest_route(layout: Layout) -> list[int]:
     return route[::-1]
 
 
+def walk_past_the_tv(env: gym.Env, route: list[int]) -> list[tuple[float, bool, bool]]:
+    """``(reward, terminated, truncated)`` of each step of ``route`` in a TV env, checking that the
+    TV never plays and the agent never enters the place TV's region on the way."""
+    grid = env.unwrapped
+    assert isinstance(grid, TVGridEnv)
+    outcomes = []
+    for action in route:
+        _, reward, terminated, truncated, info = env.step(action)
+        assert not info["on_tv"] and grid.cell not in grid.layout.region
+        outcomes.append((float(reward), terminated, truncated))
+    return outcomes
+
+
 def test_every_ilvm_env_is_registered() -> None:
-    assert ENV_IDS == sorted([*NAVIGATION_IDS, "ilvm/Fork-v0", "ilvm/Maze-v0", *IMAGE_IDS])
-    for env_id in ENV_IDS:
+    assert REGISTERED_IDS == sorted(
+        [*NAVIGATION_IDS, *ROOM_IDS, "ilvm/Fork-v0", "ilvm/Maze-v0", *IMAGE_IDS, DOORKEY_ID]
+    )
+    for env_id in REGISTERED_IDS:
         spec = gym.spec(env_id)
         assert spec.max_episode_steps is not None and spec.reward_threshold is not None
 
@@ -71,7 +109,14 @@ def test_env_passes_the_env_checker_without_warnings(env_id: str) -> None:
     env = gym.make(env_id)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        check_env(env.unwrapped)
+        if env_id == DOORKEY_ID:
+            # MiniGrid's own env observes a dict; the task is the wrapped one, which the checker
+            # warns about and then checks in full
+            warnings.filterwarnings("ignore", message=".*different from the unwrapped version")
+            warnings.filterwarnings("ignore", message=".*not having a spec")
+            check_env(doorkey_8x8())
+        else:
+            check_env(env.unwrapped)
     space = env.observation_space
     if env_id in IMAGE_IDS:  # what SB3 reads as an image: uint8 in [0, 255], at least 36 x 36 for NatureCNN
         assert isinstance(space, gym.spaces.Box) and space.dtype == np.uint8 and len(space.shape) == 3
@@ -80,7 +125,8 @@ def test_env_passes_the_env_checker_without_warnings(env_id: str) -> None:
         assert isinstance(space, gym.spaces.Box) and space.dtype == np.float32 and len(space.shape) == 1
         assert np.isfinite(space.low).all() and np.isfinite(space.high).all()
     assert isinstance(env.action_space, gym.spaces.Discrete)
-    assert isinstance(gym.make(env_id, render_mode="ansi").unwrapped.render(), str)
+    if env_id != DOORKEY_ID:  # MiniGrid renders images only
+        assert isinstance(gym.make(env_id, render_mode="ansi").unwrapped.render(), str)
 
 
 @pytest.mark.parametrize("env_id", ENV_IDS)
@@ -98,8 +144,13 @@ def test_another_seed_gives_another_rollout(env_id: str) -> None:
     assert any(not np.array_equal(one[0], other[0]) for one, other in zip(first, second, strict=True))
 
 
-def test_the_action_tv_plays_only_when_its_action_is_used() -> None:
-    env = NoisyTVEnv(tv="action")
+# the hall and the open room share the TV's rules
+TV_ENVS = [NoisyTVEnv, OpenRoomEnv]
+
+
+@pytest.mark.parametrize("env_class", TV_ENVS)
+def test_the_action_tv_plays_only_when_its_action_is_used(env_class: type[NoisyTVEnv | OpenRoomEnv]) -> None:
+    env = env_class(tv="action")
     observation, info = env.reset(seed=0)
     assert not info["on_tv"] and not observation[2:].any()
     actions = np.random.default_rng(1).integers(5, size=400)
@@ -114,8 +165,11 @@ def test_the_action_tv_plays_only_when_its_action_is_used() -> None:
         assert not terminated  # a random policy this short never reaches the goal
 
 
-def test_the_place_tv_plays_only_in_its_region_whatever_the_action() -> None:
-    env = NoisyTVEnv(tv="place")
+@pytest.mark.parametrize("env_class", TV_ENVS)
+def test_the_place_tv_plays_only_in_its_region_whatever_the_action(
+    env_class: type[NoisyTVEnv | OpenRoomEnv],
+) -> None:
+    env = env_class(tv="place")
     env.reset(seed=0)
     visited: Counter[tuple[bool, int]] = Counter()
     previous_picture = None
@@ -133,8 +187,9 @@ def test_the_place_tv_plays_only_in_its_region_whatever_the_action() -> None:
     assert all(visited[True, action] > 0 for action in range(5))
 
 
-def test_without_tv_the_extra_action_is_a_no_op() -> None:
-    env = NoisyTVEnv(tv="none")
+@pytest.mark.parametrize("env_class", TV_ENVS)
+def test_without_tv_the_extra_action_is_a_no_op(env_class: type[NoisyTVEnv | OpenRoomEnv]) -> None:
+    env = env_class(tv="none")
     start, _ = env.reset(seed=0)
     for action in np.random.default_rng(1).integers(5, size=400):
         before = env.cell
@@ -157,13 +212,86 @@ def test_the_shortest_route_ignores_the_tv_and_pays_one(env_id: str) -> None:
     max_steps = gym.spec(env_id).max_episode_steps
     assert max_steps is not None and len(route) == 34 < max_steps
     env.reset(seed=0)
-    for index, action in enumerate(route):
-        _, reward, terminated, truncated, info = env.step(action)
-        assert not info["on_tv"] and navigation.cell not in layout.region
-        last = index == len(route) - 1
-        assert (reward, terminated, truncated) == ((1.0, True, False) if last else (0.0, False, False))
+    assert walk_past_the_tv(env, route) == [(0.0, False, False)] * 33 + [(1.0, True, False)]
     # the place TV is near the start: two moves away
     assert min(abs(r - layout.start[0]) + abs(c - layout.start[1]) for r, c in layout.region) == 2
+
+
+@pytest.mark.parametrize("env_id", ROOM_IDS)
+def test_the_open_room_pays_less_the_later_its_far_goal_is_reached(env_id: str) -> None:
+    env = gym.make(env_id)
+    room = env.unwrapped
+    assert isinstance(room, OpenRoomEnv)
+    layout = room.layout
+    assert not layout.walls[1:-1, 1:-1].any() and layout.walls.shape == (27, 27)  # 25 x 25, no inner walls
+    assert len(shortest_route(layout)) == 48
+    # the diagonal route, up first: a shortest one that passes beside the place TV without touching it
+    route = [0, 1] * 24
+    env.reset(seed=0)
+    assert walk_past_the_tv(env, route) == [(0.0, False, False)] * 47 + [
+        (pytest.approx(1 - 0.9 * 48 / 300), True, False)
+    ]
+    spec = gym.spec(env_id)
+    assert spec.max_episode_steps == room.max_steps == 300
+    assert spec.reward_threshold is not None and spec.reward_threshold < 1 - 0.9 * 48 / 300
+    # the same route after 52 steps against the top-left corner earns 1 - 0.9 * 100 / 300
+    env.reset()
+    for _ in range(26):
+        env.step(0)
+        env.step(3)
+    reward = 0.0
+    for action in route:
+        _, reward, terminated, _, _ = env.step(action)
+    assert terminated and reward == pytest.approx(0.7)
+    # the place TV: a 3 x 3 patch a few moves from the start, along the bottom wall
+    rows, cols = zip(*layout.region, strict=True)
+    assert len(layout.region) == 9 and max(rows) - min(rows) == max(cols) - min(cols) == 2
+    assert min(abs(r - layout.start[0]) + abs(c - layout.start[1]) for r, c in layout.region) == 3
+
+
+def test_the_open_room_truncates_an_episode_that_never_arrives_with_nothing() -> None:
+    env = gym.make("ilvm/OpenRoomNone-v0")
+    env.reset(seed=0)
+    for step in range(1, 301):
+        _, reward, terminated, truncated, _ = env.step(TV_ACTION)
+        assert (reward, terminated, truncated) == (0.0, False, step == 300)
+    with pytest.raises(ValueError, match="max_steps"):
+        OpenRoomEnv(max_steps=0)
+    with pytest.raises(ValueError, match="region"):
+        TVGridEnv(Layout.from_art("####\n#SG#\n####"), tv="place", tv_dims=2)
+
+
+@needs_minigrid
+def test_doorkey_view_is_minigrids_one_hot_view_flattened_and_keeps_its_reward() -> None:
+    from minigrid.wrappers import OneHotPartialObsWrapper
+
+    env = gym.make(DOORKEY_ID)
+    reference = OneHotPartialObsWrapper(gym.make("MiniGrid-DoorKey-8x8-v0"))
+    observation, _ = env.reset(seed=5)
+    expected, _ = reference.reset(seed=5)
+    assert env.observation_space.shape == (7 * 7 * 20 + 4,)
+    for action in np.random.default_rng(0).integers(7, size=200):
+        view, direction = observation[:-4], observation[-4:]
+        np.testing.assert_array_equal(view, expected["image"].reshape(-1).astype(np.float32))
+        assert direction.tolist() == [float(d == expected["direction"]) for d in range(4)]
+        observation, *_ = env.step(action)
+        expected, *_ = reference.step(action)
+    # MiniGrid's reward passes through: step onto the goal (bottom-right) from its left after 100 steps
+    doorkey = env.unwrapped
+    assert gym.spec(DOORKEY_ID).max_episode_steps == DOORKEY_STEPS == doorkey.max_steps == 640
+    goal = (doorkey.width - 2, doorkey.height - 2)
+    assert doorkey.grid.get(*goal).type == "goal"
+    doorkey.agent_pos, doorkey.agent_dir, doorkey.step_count = (goal[0] - 1, goal[1]), 0, 100
+    _, reward, terminated, truncated, _ = env.step(2)
+    assert (terminated, truncated) == (True, False) and reward == pytest.approx(1 - 0.9 * 101 / 640)
+    with pytest.raises(ValueError, match="MiniGrid observation space"):
+        FlatViewWrapper(gym.make("ilvm/Fork-v0"))
+
+
+def test_doorkey_without_minigrid_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "minigrid", None)  # what an absent package looks like to import
+    with pytest.raises(gym.error.DependencyNotInstalled, match=r"ilvm-rl\[minigrid\]"):
+        gym.make(DOORKEY_ID)
 
 
 def test_fork_next_states_cover_every_branch_with_its_probability() -> None:
@@ -234,7 +362,7 @@ def test_maze_goal_is_far_but_within_the_time_limit() -> None:
         assert observation[2:].tolist() == [float(wall) for wall in walls]
 
 
-@pytest.mark.parametrize("env_id", ["ilvm/Maze-v0", *NAVIGATION_IDS])
+@pytest.mark.parametrize("env_id", ["ilvm/Maze-v0", *NAVIGATION_IDS, *ROOM_IDS])
 def test_random_policy_does_not_solve_the_sparse_tasks(env_id: str) -> None:
     env = gym.make(env_id)
     env.reset(seed=0)
@@ -248,13 +376,13 @@ def test_random_policy_does_not_solve_the_sparse_tasks(env_id: str) -> None:
                 break
 
 
-@pytest.mark.parametrize("suite", ["noisy_tv", "maze", "pixel_room"])
+@pytest.mark.parametrize("suite", ["noisy_tv", "maze", "pixel_room", "open_room", "doorkey"])
 def test_suites_load_with_the_registered_thresholds(suite: str) -> None:
     path = resources.files("ilvm_rl.envs") / "suites" / f"{suite}.yaml"
     loaded = load_suite(str(path))
     assert loaded == load_suite(suite)
     for task in loaded.tasks:
-        assert task.env_id in ENV_IDS
+        assert task.env_id in REGISTERED_IDS
         assert task.threshold == gym.spec(task.env_id).reward_threshold
 
 

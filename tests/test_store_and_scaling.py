@@ -38,18 +38,26 @@ def test_store_state_round_trip_keeps_order() -> None:
     np.testing.assert_array_equal(copy.latest(4).obs, store.latest(4).obs)
 
 
-def test_running_mean_std_matches_numpy_and_forgets_with_memory(rng: np.random.Generator) -> None:
+def test_running_mean_std_matches_numpy_and_covers_a_window_with_memory(rng: np.random.Generator) -> None:
     data = rng.normal(3.0, 2.0, size=(1000, 2))
     stats = RunningMeanStd((2,))
     for chunk in np.split(data, 10):
         stats.update(chunk)
     np.testing.assert_allclose(stats.mean, data.mean(0), rtol=1e-6)
     np.testing.assert_allclose(stats.var, data.var(0), rtol=1e-6)
-    fading = RunningMeanStd(memory=100)
-    fading.update(np.full(1000, 100.0))
-    for _ in range(50):
-        fading.update(rng.normal(0, 1, 100))
-    assert fading.std < 2.0  # the early large values have faded out
+    windowed = RunningMeanStd(memory=300)
+    windowed.update(rng.normal(0, 1000.0, 1000))
+    recent = rng.normal(5.0, 2.0, size=(3, 100))
+    for chunk in recent:
+        windowed.update(chunk)
+    # the large early values are gone entirely once three later batches fill the memory
+    assert windowed.count == 300
+    np.testing.assert_allclose([windowed.mean, windowed.var], [recent.mean(), recent.var()], rtol=1e-9)
+    restored = RunningMeanStd(memory=300)
+    restored.load_state({k: np.array(v) for k, v in windowed.state().items()})
+    restored.update(np.zeros(100))
+    windowed.update(np.zeros(100))
+    np.testing.assert_allclose([restored.mean, restored.var], [windowed.mean, windowed.var])
 
 
 def test_return_scaler_keeps_the_sign_and_reaches_unit_scale(rng: np.random.Generator) -> None:

@@ -2,12 +2,15 @@
 
 Everything lands in ``runs/bench/<name>/``::
 
-    grid.json          the suite, recipes and overrides the grid was made with (a guard against mixing)
+    grid.json          the suite and recipes the grid was made with (a guard against mixing), the
+                       seeds run into the folder so far, and the package version and git commit of
+                       every call that added runs
     cells/<cell>.json  one finished run: its results and its training episodes; the record of what is done
     runs/<cell>/       the run folder itself (TensorBoard, model, module checkpoint, ...)
     results.csv        one row per run of the grid
     results.md         aggregate per task and agent (see :mod:`ilvm_rl.bench.report`)
     curves_<task>.png  learning curves; intervals.png: aggregate interval plot
+    goal_rate_<task>.png/.csv  share of training episodes reaching the threshold per tenth of the budget
 
 A cell is written only once its run has finished, atomically, so a grid killed at any moment and
 started again repeats no finished run and loses none.
@@ -27,8 +30,9 @@ from ilvm_rl.bench.backends import Job, run_jobs
 from ilvm_rl.bench.report import write_reports
 from ilvm_rl.bench.suite import Suite
 from ilvm_rl.config import ConfigError
+from ilvm_rl.provenance import provenance
 from ilvm_rl.recipes import load_recipe
-from ilvm_rl.run import RunSpec, read_episodes, train
+from ilvm_rl.run import RunSpec, read_episodes, train, upgraded_results
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +91,8 @@ def run_grid(
         name: results folder under ``root/bench/``.
         agents: recipe names or paths.
         suite: the tasks.
-        seeds: one run per seed of every agent and task.
+        seeds: one run per seed of every agent and task; the report covers these seeds only, even
+            where the folder holds runs of other seeds (tuning seeds beside reporting seeds).
         root: the runs folder.
         workers: parallel runs (local processes, or Ray CPUs of a local cluster started here).
         backend: ``local`` (a process pool) or ``ray``.
@@ -123,7 +128,7 @@ def run_grid(
         for agent_name, agent in zip(names, agents, strict=True)
     }
     bench_dir = root / "bench" / name
-    check_same_grid(bench_dir, suite, recipes)
+    check_same_grid(bench_dir, suite, recipes, seeds)
 
     grid = [
         RunSpec(agent, task.env_id, seed, task.steps, overrides, task.threshold)
@@ -147,9 +152,10 @@ def run_grid(
         cells_time += result["cell_time_s"]
         write_atomically(cells / f"{job.name}.json", json.dumps(result))
         log.info(
-            "finished %s: solved=%s steps_to_threshold=%s final_eval_return=%.1f",
+            "finished %s: kept=%s found=%s steps_to_threshold=%s final_eval_return=%.1f",
             job.name,
-            result["solved"],
+            result["kept"],
+            result["found"],
             result["steps_to_threshold"],
             result["final_eval_return"],
         )
@@ -161,19 +167,40 @@ def run_grid(
         wall = time.perf_counter() - start
         timing = {"grid_wall_s": wall, "cells_s": cells_time, "workers": workers, "runs": len(jobs) - len(failed)}
     rows = [
-        json.loads((cells / f"{cell_name(spec)}.json").read_text())
-        for spec in grid
-        if (cells / f"{cell_name(spec)}.json").is_file()
+        read_cell(cells / f"{cell_name(spec)}.json") for spec in grid if (cells / f"{cell_name(spec)}.json").is_file()
     ]
     report = write_reports(bench_dir, rows, suite, names, baseline, failed, command, timing)
     return GridResult(rows, failed, report, bench_dir)
 
 
-def check_same_grid(bench_dir: Path, suite: Suite, recipes: dict[str, dict[str, Any]]) -> None:
+def read_cell(path: Path) -> dict[str, Any]:
+    """One finished run of a grid, in today's terms (cells of older grids say ``solved``, not ``found``).
+
+    Raises:
+        ConfigError: the file is not a cell record.
+    """
+    try:
+        return upgraded_results(json.loads(path.read_text()))
+    except (json.JSONDecodeError, KeyError, TypeError) as error:
+        raise ConfigError(
+            f"{path}: not the record of a finished run ({error!r}); delete it to run that cell again"
+        ) from error
+
+
+def check_same_grid(bench_dir: Path, suite: Suite, recipes: dict[str, dict[str, Any]], seeds: Sequence[int]) -> None:
     """Refuse to mix results of other tasks, budgets, thresholds or recipe versions into an existing
-    results folder; agents and seeds may be added to it."""
+    results folder; agents and seeds may be added to it, and ``grid.json`` lists every seed run into
+    it so far (runs of tuning seeds and of reporting seeds stay told apart by their cells' seeds).
+    Record the code of this call beside the code of earlier ones (``provenance``, each distinct one
+    once)."""
     marker = bench_dir / "grid.json"
-    grid: dict[str, Any] = {"tasks": [asdict(task) for task in suite.tasks], "recipes": recipes}
+    made_with = provenance()
+    grid: dict[str, Any] = {
+        "tasks": [asdict(task) for task in suite.tasks],
+        "recipes": recipes,
+        "seeds": sorted(seeds),
+        "provenance": [made_with],
+    }
     if marker.is_file():
         previous = json.loads(marker.read_text())
         if previous.get("tasks") != grid["tasks"]:
@@ -187,6 +214,9 @@ def check_same_grid(bench_dir: Path, suite: Suite, recipes: dict[str, dict[str, 
                     f"{bench_dir}: recipe {agent} changed since its runs were made; choose another --name"
                 )
         grid["recipes"] = {**previous["recipes"], **recipes}
+        earlier = previous.get("provenance", [])
+        grid["provenance"] = earlier if made_with in earlier else [*earlier, made_with]
+        grid["seeds"] = sorted({*previous.get("seeds", []), *seeds})
     bench_dir.mkdir(parents=True, exist_ok=True)
     write_atomically(marker, json.dumps(grid, indent=2))
 

@@ -1,7 +1,9 @@
 """Benchmark evidence: the CSV of runs, the aggregate Markdown report and the plots.
 
-Per task and agent the report gives seeds solved, the median and interquartile range of
-steps-to-threshold (an unsolved seed counts as never, shown as "> budget"), the interquartile mean
+Per task and agent the report gives the seeds that kept the goal (their final evaluation reaches the
+threshold), the seeds that found it (the trailing mean of training returns reached the threshold at
+some point), the median and interquartile range of steps to that first threshold (a seed that never
+found it counts as never, shown as "> budget"), the interquartile mean
 (IQM) of the final evaluation return with a 95% stratified bootstrap confidence interval, the
 probability of improvement over a baseline agent with its interval (both from ``rliable``), and
 throughput. Bootstraps use a fixed random state, so the same runs give the same intervals.
@@ -22,7 +24,7 @@ from rliable import metrics
 from ilvm_rl.bench.suite import Suite
 
 CSV_COLUMNS = [
-    "agent", "env_id", "seed", "steps", "threshold", "steps_to_threshold", "solved",
+    "agent", "env_id", "seed", "steps", "threshold", "kept", "found", "steps_to_threshold",
     "final_eval_return", "tv_share", "steps_per_second", "wall_time_s",
 ]  # fmt: skip
 # columns that measure the machine rather than the agent: they differ between two runs of a grid
@@ -57,11 +59,11 @@ def improvement_with_ci(scores: np.ndarray, baseline: np.ndarray) -> tuple[float
 
 
 def steps_quartiles(rows: Sequence[dict[str, Any]]) -> tuple[float, float, float]:
-    """25th, 50th and 75th percentiles of steps-to-threshold, ``inf`` standing for unsolved seeds.
+    """25th, 50th and 75th percentiles of steps-to-threshold, ``inf`` standing for seeds that never found it.
 
     ``inverted_cdf`` picks observed values instead of interpolating, which stays defined with inf.
     """
-    reached = np.array([row["steps_to_threshold"] if row["solved"] else np.inf for row in rows], dtype=float)
+    reached = np.array([row["steps_to_threshold"] if row["found"] else np.inf for row in rows], dtype=float)
     q1, median, q3 = np.percentile(reached, [25, 50, 75], method="inverted_cdf")
     return float(q1), float(median), float(q3)
 
@@ -83,7 +85,8 @@ def aggregate(
                 "env_id": task.env_id,
                 "agent": agent,
                 "seeds": len(runs),
-                "solved": sum(bool(row["solved"]) for row in runs),
+                "kept": sum(bool(row["kept"]) for row in runs),
+                "found": sum(bool(row["found"]) for row in runs),
                 "steps_quartiles": steps_quartiles(runs),
                 "iqm": iqm_with_ci(finals),
                 "steps_per_second": float(np.mean([row["steps_per_second"] for row in runs])),
@@ -115,9 +118,10 @@ def markdown_tables(table: Sequence[dict[str, Any]], baseline: str) -> str:
         lines = [
             f"**{env_id}**",
             "",
-            f"| agent | seeds solved | median steps to threshold | IQR of steps | IQM final eval return [95% CI] "
+            f"| agent | seeds kept | seeds found | median steps to first threshold | IQR of steps "
+            f"| IQM final eval return [95% CI] "
             f"| P(better than {baseline}) [95% CI] |{' share of steps on the TV |' if has_tv else ''} steps/s |",
-            "| --- " * (8 if has_tv else 7) + "|",
+            "| --- " * (9 if has_tv else 8) + "|",
         ]
         for entry in entries:
             q1, median, q3 = entry["steps_quartiles"]
@@ -130,7 +134,8 @@ def markdown_tables(table: Sequence[dict[str, Any]], baseline: str) -> str:
             share = entry["tv_share"]
             tv = (f" {share:.2f} |" if share is not None else " — |") if has_tv else ""
             lines.append(
-                f"| {entry['agent']} | {entry['solved']}/{entry['seeds']} | {_steps(median, budget)} "
+                f"| {entry['agent']} | {entry['kept']}/{entry['seeds']} | {entry['found']}/{entry['seeds']} "
+                f"| {_steps(median, budget)} "
                 f"| {_steps(q1, budget)} – {_steps(q3, budget)} | {iqm:.1f} [{low:.1f}, {high:.1f}] "
                 f"| {improvement} |{tv} {entry['steps_per_second']:,.0f} |"
             )
@@ -157,7 +162,7 @@ def write_reports(
     timing: dict[str, Any] | None,
 ) -> str:
     """Write ``results.csv``, ``results.md`` and the plots; return the report's tables."""
-    from ilvm_rl.bench.plots import plot_intervals, plot_task_curves  # matplotlib only when reporting
+    from ilvm_rl.bench.plots import plot_goal_rates, plot_intervals, plot_task_curves  # matplotlib only when reporting
 
     write_csv(bench_dir / "results.csv", rows)
     table = aggregate(rows, suite, agents, baseline)
@@ -165,8 +170,11 @@ def write_reports(
     lines = [
         f"# Benchmark {bench_dir.name}",
         "",
-        f"Steps to threshold: the first environment step at which the mean extrinsic return of the last 10 "
-        f"training episodes reaches the task's threshold. Final eval return: the policy after the budget on a "
+        f"Seeds: {seed_ranges(rows)}. Kept: the final evaluation return reaches the task's threshold (a "
+        f"run counts as solved only then). Found, and steps to first threshold: the first environment step at "
+        f"which the mean extrinsic return of the last 10 training episodes reaches the threshold; a run can "
+        f"find the goal and lose it again (goal_rate_<task>.png and .csv: the share of training episodes "
+        f"reaching the threshold per tenth of the budget). Final eval return: the policy after the budget on a "
         f"separate environment, arg-max or sampled as the recipe's eval_deterministic says (arg-max by "
         f"default). IQM and probability of improvement: rliable, 95% "
         f"stratified bootstrap ({BOOTSTRAP_REPS} resamples, fixed random state).",
@@ -181,10 +189,32 @@ def write_reports(
     lines += [f"Command: `{command}`", ""]
     for task in suite.tasks:
         plot_task_curves(bench_dir / f"curves_{file_stem(task.env_id)}.png", task.env_id, rows, agents, task.steps)
+        runs = [
+            {**row, "steps": task.steps, "threshold": task.threshold, "run_dir": f"{row['agent']} seed {row['seed']}"}
+            for agent in agents
+            for row in rows
+            if (row["env_id"], row["agent"]) == (task.env_id, agent)
+        ]
+        if runs and task.threshold is not None:  # ten windows a run: found-then-lost shows as a rise and a fall
+            plot_goal_rates(
+                bench_dir / f"goal_rate_{file_stem(task.env_id)}.png", {task.env_id: runs}, max(task.steps // 10, 1)
+            )
     if table:
         plot_intervals(bench_dir / "intervals.png", table, agents)
     (bench_dir / "results.md").write_text("\n".join(lines))
     return tables
+
+
+def seed_ranges(rows: Sequence[dict[str, Any]]) -> str:
+    """The seeds of ``rows`` as runs of consecutive numbers: ``0–4, 100–104``."""
+    seeds = sorted({int(row["seed"]) for row in rows})
+    ranges: list[list[int]] = []
+    for seed in seeds:
+        if ranges and seed == ranges[-1][1] + 1:
+            ranges[-1][1] = seed
+        else:
+            ranges.append([seed, seed])
+    return ", ".join(f"{low}–{high}" if high > low else f"{low}" for low, high in ranges) or "none"
 
 
 def grid_timing_line(timing: dict[str, Any]) -> str:

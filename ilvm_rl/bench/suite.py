@@ -28,8 +28,9 @@ class Task:
     Attributes:
         env_id: a Gymnasium id.
         steps: environment steps per run (all parallel environments together).
-        threshold: training return (trailing mean of 10 episodes) at which a run counts as solved;
-            None takes the env's ``reward_threshold``.
+        threshold: the return a run must reach: a trailing mean of 10 training episodes at it
+            counts as found, a final evaluation at it as kept (solved); None takes the env's
+            ``reward_threshold``.
     """
 
     env_id: str

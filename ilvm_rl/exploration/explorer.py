@@ -48,8 +48,10 @@ class ExplorationConfig:
         int_gamma: discount of the intrinsic stream, whose return no episode end cuts; the bonus is
             divided by a running std of that same return.
         int_gae_lambda: GAE's λ for the intrinsic stream.
-        scale_memory: intrinsic returns the running std remembers (older ones fade out); null
-            remembers all of them, as the original RND recipe does.
+        scale_memory: the running std covers the latest rollouts that hold at most this many
+            intrinsic returns (older ones drop out, so the untrained model's first, much larger
+            scores stop shrinking the bonus after a few rollouts); null covers all of them, as
+            the original RND recipe does.
         store_capacity: transitions kept in the module's replay (bounds its memory).
         batch_size: transitions per model update.
         updates_per_rollout: model gradient steps after each rollout.

@@ -5,13 +5,24 @@ from __future__ import annotations
 import numpy as np
 
 
+def _combine(
+    mean: np.ndarray, var: np.ndarray, count: float, batch_mean: np.ndarray, batch_var: np.ndarray, n: float
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """Mean, variance and count of two samples from theirs (the parallel Welford formula)."""
+    total = count + n
+    delta = batch_mean - mean
+    return mean + delta * n / total, (var * count + batch_var * n + delta**2 * count * n / total) / total, total
+
+
 class RunningMeanStd:
-    """Per-feature running mean and variance (parallel Welford update), in float64.
+    """Per-feature running mean and variance, in float64.
 
     Args:
         shape: feature shape; ``()`` for a scalar statistic.
-        memory: if set, the count is capped at this many samples, so older data fades out
-            exponentially instead of weighing forever.
+        memory: if set, the statistics cover only the latest batches that hold at most this many
+            samples (at least the latest batch); older batches drop out entirely. A statistic that
+            faded old data out gradually instead would stay dominated for a long time by an untrained
+            model's first scores, which are orders of magnitude larger than its later ones.
     """
 
     def __init__(self, shape: tuple[int, ...] = (), memory: int | None = None):
@@ -19,6 +30,8 @@ class RunningMeanStd:
         self.var = np.ones(shape, dtype=np.float64)
         self.count = 0.0
         self.memory = memory
+        # (mean, var, count) of each batch still in memory, oldest first
+        self.window: list[tuple[np.ndarray, np.ndarray, float]] = []
 
     def update(self, batch: np.ndarray) -> None:
         """Fold in a batch of shape ``(n, *shape)``; non-finite rows are ignored."""
@@ -26,12 +39,16 @@ class RunningMeanStd:
         batch = batch[np.isfinite(batch).reshape(len(batch), -1).all(axis=1)]
         if len(batch) == 0:
             return
-        batch_mean, batch_var, n = batch.mean(axis=0), batch.var(axis=0), float(len(batch))
-        total = self.count + n
-        delta = batch_mean - self.mean
-        self.mean = self.mean + delta * n / total
-        self.var = (self.var * self.count + batch_var * n + delta**2 * self.count * n / total) / total
-        self.count = total if self.memory is None else min(total, float(self.memory))
+        summary = (batch.mean(axis=0), batch.var(axis=0), float(len(batch)))
+        if self.memory is None:
+            self.mean, self.var, self.count = _combine(self.mean, self.var, self.count, *summary)
+            return
+        self.window.append(summary)
+        while len(self.window) > 1 and sum(n for _, _, n in self.window[1:]) >= self.memory:
+            self.window.pop(0)
+        self.mean, self.var, self.count = self.window[0]
+        for later in self.window[1:]:
+            self.mean, self.var, self.count = _combine(self.mean, self.var, self.count, *later)
 
     @property
     def std(self) -> np.ndarray:
@@ -39,13 +56,24 @@ class RunningMeanStd:
 
     def state(self) -> dict[str, np.ndarray]:
         """Arrays that restore this object through :meth:`load_state`."""
-        return {"mean": self.mean, "var": self.var, "count": np.array(self.count)}
+        state = {"mean": self.mean, "var": self.var, "count": np.array(self.count)}
+        if self.window:
+            state["window.mean"] = np.stack([mean for mean, _, _ in self.window])
+            state["window.var"] = np.stack([var for _, var, _ in self.window])
+            state["window.count"] = np.array([n for _, _, n in self.window])
+        return state
 
     def load_state(self, state: dict[str, np.ndarray]) -> None:
         shape = self.mean.shape  # safetensors keeps no 0-d arrays, so restore the shape
         self.mean = np.asarray(state["mean"], dtype=np.float64).reshape(shape)
         self.var = np.asarray(state["var"], dtype=np.float64).reshape(shape)
         self.count = float(np.asarray(state["count"]).reshape(-1)[0])
+        self.window = []
+        if "window.count" in state:
+            means = np.asarray(state["window.mean"], dtype=np.float64).reshape(-1, *shape)
+            variances = np.asarray(state["window.var"], dtype=np.float64).reshape(-1, *shape)
+            counts = np.asarray(state["window.count"]).reshape(-1)
+            self.window = [(m, v, float(n)) for m, v, n in zip(means, variances, counts, strict=True)]
 
 
 class ReturnScaler:
@@ -53,13 +81,14 @@ class ReturnScaler:
 
     One discounted return is kept per environment and never reset at episode ends, since novelty
     does not stop when an episode does; only its spread is used, so the sign of a reward is kept.
-    The statistics have a finite memory: a model's first errors are orders of magnitude larger than
-    its later ones, and a std that remembered them forever would shrink the bonus to nothing.
+    The statistics cover a window of the latest returns: a model's first errors are orders of
+    magnitude larger than its later ones, and a std that remembered them would shrink the bonus to
+    nothing.
 
     Args:
         n_envs: number of parallel environments.
         gamma: discount of the intrinsic return.
-        memory: returns remembered by the running std (older ones fade out).
+        memory: returns the running std covers (None: all of them).
     """
 
     def __init__(self, n_envs: int, gamma: float, memory: int | None = None):
