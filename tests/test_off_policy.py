@@ -16,7 +16,7 @@ from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 from toy_envs import CounterEnv, ImageEnv
 
-from ilvm_rl import ExplorationConfig, ModelConfig
+from ilvm_rl import ExplorationCallback, ExplorationConfig, ModelConfig
 from ilvm_rl.checkpoint import CheckpointError
 from ilvm_rl.config import ConfigError
 from ilvm_rl.exploration.store import TransitionBatch
@@ -25,6 +25,7 @@ from ilvm_rl.sb3.replay import (
     ExplorationDictReplayBuffer,
     ExplorationReplayBuffer,
     ReplayExplorationCallback,
+    exploration_buffer,
     load_replay,
     restore_module,
     save_replay,
@@ -256,6 +257,12 @@ def test_agents_the_buffer_cannot_serve_are_refused_with_what_to_do() -> None:
         DQN("MlpPolicy", two_envs(), device="cpu").learn(8, callback=ReplayExplorationCallback())
     with pytest.raises(TypeError, match="on-policy: its exploration module is ExplorationCallback"):
         PPO("MlpPolicy", two_envs(), n_steps=4, device="cpu").learn(8, callback=ReplayExplorationCallback())
+    with pytest.raises(
+        TypeError, match=r"off-policy ones .* replay_buffer_class=ilvm_rl\.sb3\.ExplorationReplayBuffer"
+    ):
+        dqn(two_envs()).learn(8, callback=ExplorationCallback())
+    with pytest.raises(TypeError, match=r"neither an on-policy .* nor an off-policy"):
+        exploration_buffer(object())
     with pytest.raises(ValueError, match="buffer_size=8 holds fewer transitions than one batch"):
         dqn(two_envs(), buffer_size=8, batch_size=16).learn(8, callback=ReplayExplorationCallback())
 
