@@ -77,8 +77,13 @@ def _arrays(explorer: Explorer) -> dict[str, torch.Tensor]:
     return tensors
 
 
-def save_explorer(explorer: Explorer, folder: str | Path) -> Path:
-    """Write ``explorer`` to ``folder`` (created if needed); returns the folder."""
+def save_explorer(explorer: Explorer, folder: str | Path, steps: int | None = None) -> Path:
+    """Write ``explorer`` to ``folder`` (created if needed); returns the folder.
+
+    Args:
+        steps: the agent's step count, recorded so that a run can tell whether model and module
+            were saved together (:func:`read_checkpoint_steps`).
+    """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     settings = {
@@ -90,6 +95,7 @@ def save_explorer(explorer: Explorer, folder: str | Path) -> Path:
         "own_replay": explorer.store is not None,
         "counters": explorer.counters,
         "rng_state": explorer.rng.bit_generator.state,
+        "steps": steps,
     }
     # write to temporary names first so an interrupted save never leaves a half checkpoint
     tmp_weights, tmp_settings = folder / (WEIGHTS_FILE + ".tmp"), folder / (SETTINGS_FILE + ".tmp")
@@ -98,6 +104,22 @@ def save_explorer(explorer: Explorer, folder: str | Path) -> Path:
     tmp_weights.replace(folder / WEIGHTS_FILE)
     tmp_settings.replace(folder / SETTINGS_FILE)
     return folder
+
+
+def read_checkpoint_steps(folder: str | Path) -> int | None:
+    """The agent's step count recorded with an exploration checkpoint (None when it was saved
+    without one).
+
+    Raises:
+        CheckpointError: the settings file is missing or not valid JSON.
+    """
+    path = Path(folder) / SETTINGS_FILE
+    try:
+        settings = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as error:
+        raise CheckpointError(f"{path}: cannot read the exploration checkpoint's settings ({error})") from error
+    steps = settings.get("steps") if isinstance(settings, dict) else None
+    return int(steps) if isinstance(steps, int) else None
 
 
 def _prefixed(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, np.ndarray]:

@@ -23,11 +23,11 @@ from ilvm_rl.bench.backends import BACKENDS
 from ilvm_rl.bench.plots import GOAL_RATE_WINDOW, plot_goal_rates, plot_run_dirs, runs_by_task
 from ilvm_rl.bench.suite import suite_names
 from ilvm_rl.checkpoint import CheckpointError
-from ilvm_rl.config import ConfigError
+from ilvm_rl.config import ConfigError, make_folder
 from ilvm_rl.exploration.spaces import UnsupportedSpaceError
-from ilvm_rl.recipes import ALGORITHMS, check_env_id, load_recipe, recipe_names
+from ilvm_rl.recipes import check_env_id, file_stem, load_recipe, recipe_names
 from ilvm_rl.representation.pretrain import pretrain
-from ilvm_rl.run import RunSpec, make_run_dir, observation_wrapper, resume, train
+from ilvm_rl.run import RunSpec, load_agent, make_run_dir, observation_wrapper, resume, train
 from ilvm_rl.world_model import markdown_table as world_model_table
 from ilvm_rl.world_model import run_benchmark as run_world_model_benchmark
 
@@ -42,11 +42,20 @@ def parse_overrides(pairs: Sequence[str]) -> dict[str, Any]:
         key, sep, raw = pair.partition("=")
         if not sep or not key:
             raise ConfigError(f"--set {pair!r}: expected KEY=VALUE, e.g. exploration.int_coef=0.5")
-        node = overrides
         *parents, leaf = key.split(".")
-        for part in parents:
+        if not all(parents) or not leaf:
+            raise ConfigError(
+                f"--set {pair!r}: {key!r} has an empty part; keys are dotted names, e.g. exploration.int_coef"
+            )
+        node = overrides
+        for depth, part in enumerate(parents):
             node = node.setdefault(part, {})
-        node[leaf] = yaml.safe_load(raw)
+            if not isinstance(node, dict):
+                raise ConfigError(f"--set {pair!r}: {'.'.join(parents[: depth + 1])} was set to a value, not a section")
+        try:
+            node[leaf] = yaml.safe_load(raw)
+        except yaml.YAMLError as error:
+            raise ConfigError(f"--set {pair!r}: the value is not valid YAML ({error})") from error
     return overrides
 
 
@@ -214,7 +223,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.command == "plot":
             plot(args)
     except USER_ERRORS as error:
-        print(f"ilvm-rl: error: {error}", file=sys.stderr)
+        # one line, whatever the message quotes (a YAML parser's report spans several)
+        print(f"ilvm-rl: error: {' '.join(str(error).split())}", file=sys.stderr)
         return 2
     return 0
 
@@ -224,7 +234,7 @@ def bench(args: argparse.Namespace, command: str) -> int:
     if args.suite:
         suite, name = load_suite(args.suite), Path(args.suite).stem
     else:
-        suite, name = single_task_suite(args.env, args.steps), args.env.replace("/", "-")
+        suite, name = single_task_suite(args.env, args.steps), file_stem(args.env)
     bench_name = args.name or name
     if args.page:  # a missing section fails now, not after hours of runs
         surrounding_section(args.page, f"bench:{bench_name}")
@@ -285,14 +295,11 @@ def pretrain_command(args: argparse.Namespace) -> None:
             raise ConfigError(f"--fit-steps: {error}") from error
     policy = None
     if args.policy is not None:
-        if not args.policy.is_file():
-            raise ConfigError(f"--policy {args.policy}: no such model file")
-        policy = partial(sampled_actions, ALGORITHMS[recipe.algo].load(args.policy, device="cpu"))
-    out = (
-        args.out or Path("runs") / "pretrained" / f"{args.env.replace('/', '-')}__{Path(args.agent).stem}__{args.seed}"
-    )
+        policy = partial(sampled_actions, load_agent(args.policy, args.env, recipe, args.seed))
+    out = args.out or Path("runs") / "pretrained" / f"{file_stem(args.env)}__{Path(args.agent).stem}__{args.seed}"
     if args.steps is not None and args.steps < 1:
         raise ConfigError(f"--steps must be >= 1, got {args.steps}")
+    make_folder(out, f"--out {out}")  # before the replay is collected, not after
     summary = pretrain(
         args.env,
         config,
@@ -318,8 +325,8 @@ def world_model(args: argparse.Namespace, command: str) -> None:
         raise ConfigError(f"world-model: {error}") from error
     table = world_model_table(rows, args.samples)
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    folder = args.runs_dir / "world_model" / f"{args.env.replace('/', '-').replace(':', '-')}__{args.seed}__{stamp}"
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = args.runs_dir / "world_model" / f"{file_stem(args.env)}__{args.seed}__{stamp}"
+    make_folder(folder, f"--runs-dir {args.runs_dir}")
     settings = {key: getattr(args, key) for key in ("env", "horizon", "samples", "steps", "fit_steps", "seed")}
     (folder / "results.json").write_text(json.dumps({"settings": settings, "rows": rows}, indent=2))
     (folder / "results.md").write_text(f"# World model: {args.env}\n\n{table}\n\nCommand: `{command}`\n")

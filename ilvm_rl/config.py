@@ -6,11 +6,13 @@ import dataclasses
 import difflib
 import types
 import typing
-from importlib.resources.abc import Traversable
 from pathlib import Path
-from typing import Any, Literal, TypeVar, Union
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, Union
 
 import yaml
+
+if TYPE_CHECKING:  # importlib.resources.abc is new in Python 3.11; the package supports 3.10
+    from importlib.resources.abc import Traversable
 
 T = TypeVar("T")
 
@@ -131,6 +133,25 @@ def read_yaml_mapping(path: Path, layout: str) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected {layout}")
     return data
+
+
+def make_folder(path: Path, what: str) -> Path:
+    """Create the folder ``path`` (and its parents) if needed; returns it.
+
+    Args:
+        what: how to name the folder in errors, e.g. ``"--runs-dir runs"``.
+
+    Raises:
+        ConfigError: a file stands where a folder must go, or the folder cannot be written.
+    """
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError) as error:
+        blocker = next((p for p in (path, *path.parents) if p.exists() and not p.is_dir()), error.filename)
+        raise ConfigError(f"{what}: {blocker} is a file, where a folder must go") from error
+    except PermissionError as error:
+        raise ConfigError(f"{what}: cannot create {error.filename} (permission denied)") from error
+    return path
 
 
 def shipped_names(folder: Traversable) -> list[str]:

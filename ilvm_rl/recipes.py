@@ -34,6 +34,15 @@ from ilvm_rl.representation.state_model import RepresentationConfig
 ALGORITHMS: dict[str, type[BaseAlgorithm]] = {"ppo": PPO, "a2c": A2C, "dqn": DQN, "sac": SAC, "td3": TD3}
 # keys of the algorithm's constructor that the runner sets itself
 RESERVED_ALGO_KEYS = {"policy", "env", "seed", "device", "tensorboard_log", "verbose", "_init_setup_model"}
+# integer settings of each algorithm and their least accepted value (PPO splits a rollout into
+# minibatches whose advantages it normalises: one sample has no spread)
+COUNT_ALGO_KEYS = {
+    "ppo": {"n_steps": 1, "batch_size": 2, "n_epochs": 1},
+    "a2c": {"n_steps": 1},
+    **{algo: {"buffer_size": 1, "batch_size": 1} for algo in ("dqn", "sac", "td3")},
+}
+# top-level keys of a recipe file besides environment ids
+RECIPE_KEYS = ("extends", "default")
 
 
 @dataclass(frozen=True)
@@ -92,8 +101,20 @@ class Recipe:
                 raise ValueError(
                     f"algo_kwargs: {key!r} is not a {self.algo} argument; accepted: {', '.join(sorted(accepted))}"
                 )
+        # counts the algorithm checks only with an assert, or not at all, once it is built on an env
+        for key, least in COUNT_ALGO_KEYS.get(self.algo, {}).items():
+            value = self.algo_kwargs.get(key, parameters[key].default)
+            if isinstance(value, bool) or not isinstance(value, int) or value < least:
+                raise ValueError(f"algo_kwargs.{key} must be an integer >= {least}, got {value!r}")
         if issubclass(ALGORITHMS[self.algo], OffPolicyAlgorithm):
             self._check_off_policy({name: p.default for name, p in parameters.items()})
+            return
+        rollout = self.algo_kwargs.get("n_steps", parameters["n_steps"].default) * self.n_envs
+        if self.exploration is not None and self.exploration.store_capacity < rollout:
+            raise ValueError(
+                f"exploration.store_capacity={self.exploration.store_capacity} is smaller than one rollout "
+                f"(algo_kwargs.n_steps × n_envs = {rollout}); the module keeps a whole rollout to score it"
+            )
 
     def _check_off_policy(self, defaults: dict[str, Any]) -> None:
         settings = {**defaults, **self.algo_kwargs}
@@ -135,6 +156,16 @@ def check_env_id(env_id: str) -> None:
     ``module:Name-v0`` ids (Gymnasium's way to name an env registered by a module of one's own)
     import the module first.
     """
+    env_spec(env_id)
+
+
+def env_spec(env_id: str) -> gym.envs.registration.EnvSpec:
+    """The registration of ``env_id``; a ``module:Name-v0`` id imports ``module`` first (``gym.spec``
+    alone does not take the module prefix that ``gym.make`` accepts).
+
+    Raises:
+        ConfigError: the module cannot be imported or the id is not registered (naming close matches).
+    """
     import ilvm_rl.envs  # noqa: F401  (registers the ilvm/ environments)
 
     module, _, name = env_id.rpartition(":")
@@ -147,6 +178,22 @@ def check_env_id(env_id: str) -> None:
         close = difflib.get_close_matches(name, list(gym.envs.registry), n=3)
         hint = f"; did you mean {', '.join(close)}?" if close else ""
         raise ConfigError(f"unknown environment id {env_id!r}{hint}")
+    return gym.envs.registry[name]
+
+
+def is_env_id(name: str) -> bool:
+    """Whether ``name`` is a registered environment id (importing the module of a ``module:Name`` id)."""
+    try:
+        env_spec(name)
+    except ConfigError:
+        return False
+    return True
+
+
+def file_stem(env_id: str) -> str:
+    """``env_id`` as part of a file or folder name: no ``/`` (a namespace) and no ``:`` (a module
+    prefix, which some file systems and tools refuse)."""
+    return env_id.replace("/", "-").replace(":", "-")
 
 
 def _merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
@@ -162,14 +209,30 @@ def _merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
 def _sections(path: Path, env_id: str, seen: tuple[Path, ...] = ()) -> list[tuple[str, dict[str, Any]]]:
     """The ``(label, section)`` pairs that apply to ``env_id``, parent recipes first."""
     if path.resolve() in seen:
-        raise ConfigError(f"{path}: 'extends' forms a cycle through {', '.join(map(str, seen))}")
+        raise ConfigError(f"{path}: 'extends' forms a cycle through {', '.join(p.name for p in seen)}")
     data = read_yaml_mapping(path, "a recipe: a mapping of 'extends', 'default' and environment ids")
+    for name, section in data.items():
+        if name in RECIPE_KEYS:
+            continue
+        if not isinstance(name, str) or not is_env_id(name):
+            close = difflib.get_close_matches(str(name), [*RECIPE_KEYS, *gym.envs.registry], n=3)
+            hint = f" (did you mean {', '.join(close)}?)" if close else ""
+            raise ConfigError(
+                f"{path}: {name}: not a recipe section{hint}; the top-level keys are 'extends', 'default' "
+                f"and registered environment ids (module:Name-v0 for an env a module registers)"
+            )
+        if section is not None and not isinstance(section, dict):
+            raise ConfigError(f"{path}: {name}: expected a mapping of settings, got {section!r}")
     sections: list[tuple[str, dict[str, Any]]] = []
     parent = data.get("extends")
     if parent is not None:
         if not isinstance(parent, str):
             raise ConfigError(f"{path}: extends: expected a recipe name or path, got {parent!r}")
-        sections += _sections(recipe_path(parent), env_id, (*seen, path.resolve()))
+        try:
+            parent_path = recipe_path(parent)
+        except ConfigError as error:
+            raise ConfigError(f"{path}: extends: {error}") from error
+        sections += _sections(parent_path, env_id, (*seen, path.resolve()))
     for name in ("default", env_id):
         section = data.get(name)
         if section is None:

@@ -9,13 +9,16 @@ A run folder ``runs/<env>__<agent>__<seed>__<time>/`` holds::
     episodes.csv       every finished training episode: global step, extrinsic return, length
     model.zip          the SB3 model
     exploration/       the exploration module checkpoint (safetensors + JSON)
-    replay.npz         off-policy agents: the replay buffer's arrays (numpy, no pickle), for --resume
+    replay.npz         off-policy agents: the replay buffer's arrays (numpy, no pickle), saved with the pair
+    checkpoint.json    the step count, schedule position and training time model and module were saved at
+                       (see :mod:`ilvm_rl.run_state`)
     representation/    the state model this run pretrained for its features extractor (frozen and
                        finetune modes without a checkpoint of their own; safetensors + JSON)
     eval.json          final evaluation: arg-max or sampled policy (eval_deterministic), separate env, extrinsic return
     results.json       summary: steps to threshold, found (the trailing mean reached the threshold),
                        kept (the final evaluation did), final return, share of steps on a noisy TV
-                       (tasks that report one), steps per second
+                       (tasks that report one), steps per second and training time (all segments of
+                       a resumed run, less the steps played again after a kill), provenance
 """
 
 from __future__ import annotations
@@ -37,34 +40,42 @@ import numpy as np
 import torch
 import yaml
 from gymnasium.wrappers import RescaleObservation
+from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.evaluation import evaluate_policy
-from stable_baselines3.common.logger import configure
 from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
-from stable_baselines3.common.vec_env import VecNormalize
+from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 
-from ilvm_rl.config import ConfigError, from_dict
-from ilvm_rl.exploration.spaces import has_fixed_scale
+from ilvm_rl.config import ConfigError, from_dict, make_folder
+from ilvm_rl.exploration.spaces import ActionEncoder, ObservationFlattener, UnsupportedSpaceError, has_fixed_scale
 from ilvm_rl.provenance import provenance
-from ilvm_rl.recipes import ALGORITHMS, Recipe, load_recipe
+from ilvm_rl.recipes import ALGORITHMS, Recipe, check_env_id, env_spec, file_stem, load_recipe
 from ilvm_rl.representation.extractor import RepresentationCallback, load_pretrained, representation_policy_kwargs
 from ilvm_rl.representation.pretrain import pretrain
 from ilvm_rl.representation.state_model import read_settings
-from ilvm_rl.sb3.callback import ExplorationCallback, with_exploration
-from ilvm_rl.sb3.replay import (
-    ReplayExplorationCallback,
-    load_replay,
-    replay_exploration_kwargs,
-    restore_module,
-    save_replay,
+from ilvm_rl.run_state import (
+    EXPLORATION_DIR,
+    MODEL_FILE,
+    PENDING_DIR,
+    REPLAY_FILE,
+    STATE_FILE,
+    RunState,
+    continued_logger,
+    load_weights,
+    recover_pair,
+    restore_position,
+    restore_reward_scale,
+    save_pair,
 )
+from ilvm_rl.sb3.callback import ExplorationCallback, with_exploration
+from ilvm_rl.sb3.replay import ReplayExplorationCallback, load_replay, replay_exploration_kwargs, restore_module
 
 EPISODES_FILE, RESULTS_FILE, EVAL_FILE = "episodes.csv", "results.json", "eval.json"
-CONFIG_FILE, MODEL_FILE, EXPLORATION_DIR = "config.yaml", "model.zip", "exploration"
-REPLAY_FILE = "replay.npz"
-REPRESENTATION_DIR, REWARD_SCALE_FILE = "representation", "reward_scale.json"
+CONFIG_FILE, REPRESENTATION_DIR = "config.yaml", "representation"
+# the observation spaces SB3's policies read (alone, or as the values of a Dict)
+POLICY_SPACES = (gym.spaces.Box, gym.spaces.Discrete, gym.spaces.MultiDiscrete, gym.spaces.MultiBinary)
 # the trailing window over which training returns are compared with the env's reward threshold
 THRESHOLD_WINDOW = 10
 # evaluation environments are seeded away from the training ones
@@ -140,11 +151,18 @@ ModuleCallback = ExplorationCallback | ReplayExplorationCallback
 
 
 class PeriodicCheckpoint(BaseCallback):
-    """Saves the SB3 model, its replay buffer (off-policy) and the exploration module every ``every`` steps."""
+    """Saves the SB3 model and the exploration module, as a pair, every ``every`` steps.
 
-    def __init__(self, run_dir: Path, every: int, exploration: ModuleCallback | None):
+    Args:
+        run_dir: the run folder.
+        every: steps between checkpoints.
+        exploration: the run's exploration callback, if any.
+        clock: the run's training time so far, all segments together (recorded with each checkpoint).
+    """
+
+    def __init__(self, run_dir: Path, every: int, exploration: ModuleCallback | None, clock: Callable[[], float]):
         super().__init__()
-        self.run_dir, self.every, self.exploration = run_dir, every, exploration
+        self.run_dir, self.every, self.exploration, self.clock = run_dir, every, exploration, clock
         self.last = 0
 
     def _on_training_start(self) -> None:
@@ -157,50 +175,12 @@ class PeriodicCheckpoint(BaseCallback):
         # between rollouts everything collected so far has been trained on, by agent and module
         if self.num_timesteps - self.last >= self.every:
             self.last = self.num_timesteps
-            save_checkpoint(self.run_dir, self.model, self.exploration)
+            save_checkpoint(self.run_dir, self.model, self.exploration, self.clock())
 
 
-def save_checkpoint(run_dir: Path, model: Any, exploration: ModuleCallback | None) -> None:
-    # a kill during the write must not destroy the previous checkpoint
-    partial_file = run_dir / (MODEL_FILE + ".partial")
-    model.save(partial_file)
-    partial_file.replace(run_dir / MODEL_FILE)
-    if isinstance(model, OffPolicyAlgorithm) and model.replay_buffer is not None:  # model.save leaves it out
-        save_replay(model.replay_buffer, run_dir / REPLAY_FILE)
-    if exploration is not None:
-        exploration.save(run_dir / EXPLORATION_DIR)
-    reward_normalizer = model.get_vec_normalize_env()
-    if reward_normalizer is not None:
-        save_reward_scale(run_dir, reward_normalizer)
-
-
-def save_reward_scale(run_dir: Path, normalizer: VecNormalize) -> None:
-    """The running statistics of ``normalize_reward`` as JSON (``VecNormalize.save`` would pickle)."""
-    stats = normalizer.ret_rms
-    state = {
-        "mean": float(stats.mean),
-        "var": float(stats.var),
-        "count": float(stats.count),
-        "returns": normalizer.returns.tolist(),
-    }
-    partial_file = run_dir / (REWARD_SCALE_FILE + ".partial")
-    partial_file.write_text(json.dumps(state))
-    partial_file.replace(run_dir / REWARD_SCALE_FILE)
-
-
-def load_reward_scale(run_dir: Path, normalizer: VecNormalize) -> None:
-    """Restore what :func:`save_reward_scale` wrote (nothing when the run saved none)."""
-    path = run_dir / REWARD_SCALE_FILE
-    if not path.is_file():
-        return
-    try:
-        state = json.loads(path.read_text())
-        normalizer.ret_rms.mean = np.asarray(float(state["mean"]))
-        normalizer.ret_rms.var = np.asarray(float(state["var"]))
-        normalizer.ret_rms.count = float(state["count"])
-        normalizer.returns = np.asarray(state["returns"], dtype=np.float64).reshape(normalizer.returns.shape)
-    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as error:
-        raise ConfigError(f"{path}: not a reward scale written by ilvm-rl ({error})") from error
+def save_checkpoint(run_dir: Path, model: Any, exploration: ModuleCallback | None, wall_time_s: float) -> None:
+    """Write model and module as one checkpoint (:func:`ilvm_rl.run_state.save_pair`)."""
+    save_pair(run_dir, model, exploration.explorer if exploration is not None else None, wall_time_s)
 
 
 def steps_to_threshold(
@@ -245,41 +225,57 @@ def read_run(run_dir: Path) -> dict[str, Any]:
         raise ConfigError(f"{run_dir} is not a run folder: it needs {CONFIG_FILE} and {EPISODES_FILE}")
     try:
         record = yaml.safe_load(config_path.read_text())
-        env_id = record["env_id"]
-        threshold = record.get("threshold")
-        return {
+        run = {
             "agent": Path(record["agent"]).stem,
-            "env_id": env_id,
+            "env_id": str(record["env_id"]),
             "steps": int(record["steps"]),
-            "threshold": threshold if threshold is not None else reward_threshold(env_id),
+            "threshold": record.get("threshold"),
             "episodes": read_episodes(run_dir),
         }
     except (yaml.YAMLError, KeyError, TypeError, ValueError) as error:
         raise ConfigError(f"{config_path}: not a run configuration ({error})") from error
+    if run["threshold"] is None:
+        run["threshold"] = reward_threshold(run["env_id"])
+    return run
 
 
 def reward_threshold(env_id: str) -> float | None:
-    return gym.spec(env_id).reward_threshold
+    """The ``reward_threshold`` registered for ``env_id`` (``module:Name-v0`` ids included)."""
+    return env_spec(env_id).reward_threshold
 
 
 def make_run_dir(root: Path, spec: RunSpec) -> Path:
-    agent = Path(spec.agent).stem
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    run_dir = root / f"{spec.env_id.replace('/', '-')}__{agent}__{spec.seed}__{stamp}"
-    suffix = 1
+    """A new, empty folder ``root/<env>__<agent>__<seed>__<time>`` for a run of ``spec``.
+
+    Raises:
+        ConfigError: ``root`` cannot hold folders (it names a file, or cannot be written).
+    """
+    make_folder(root, f"--runs-dir {root}")
+    stem = f"{file_stem(spec.env_id)}__{Path(spec.agent).stem}__{spec.seed}__{time.strftime('%Y%m%d-%H%M%S')}"
+    run_dir, suffix = root / stem, 1
     while run_dir.exists():
         suffix += 1
-        run_dir = root / f"{spec.env_id.replace('/', '-')}__{agent}__{spec.seed}__{stamp}-{suffix}"
-    run_dir.mkdir(parents=True)
+        run_dir = root / f"{stem}-{suffix}"
+    run_dir.mkdir()
     return run_dir
 
 
 def train(spec: RunSpec, run_dir: Path, progress_bar: bool = False, command: str | None = None) -> dict[str, Any]:
-    """Train ``spec`` into ``run_dir`` (which must exist) and return the results summary.
+    """Train ``spec`` into ``run_dir`` (which must exist) and return the results summary. A start
+    that fails before training begins removes ``run_dir``: nothing in it would be worth keeping.
 
     Raises:
         ConfigError: the recipe, environment id or spaces are not accepted (before anything trains).
     """
+    try:
+        return _train(spec, run_dir, progress_bar, command)
+    except BaseException:
+        if not has_started(run_dir):
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
+
+
+def _train(spec: RunSpec, run_dir: Path, progress_bar: bool, command: str | None) -> dict[str, Any]:
     recipe, resolved = load_recipe(spec.agent, spec.env_id, spec.overrides)
     if spec.steps < 1:
         raise ConfigError(f"steps must be >= 1, got {spec.steps}")
@@ -296,30 +292,32 @@ def train(spec: RunSpec, run_dir: Path, progress_bar: bool = False, command: str
         "recipe": resolved,
     }
     (run_dir / CONFIG_FILE).write_text(yaml.safe_dump(record, sort_keys=False))
-    return _learn(spec, recipe, run_dir, progress_bar, resume=False)
+    return _learn(spec, recipe, run_dir, progress_bar, None, command)
+
+
+def has_started(run_dir: Path) -> bool:
+    """Whether training began in ``run_dir`` (its episode log is opened when it does): before that, a
+    failed run leaves nothing worth keeping."""
+    return (run_dir / EPISODES_FILE).exists()
 
 
 def clear_outputs(run_dir: Path) -> None:
     """Remove what an earlier, unfinished attempt left in ``run_dir``."""
-    for name in (EPISODES_FILE, RESULTS_FILE, EVAL_FILE, MODEL_FILE, REPLAY_FILE):
+    for name in (EPISODES_FILE, RESULTS_FILE, EVAL_FILE, MODEL_FILE, STATE_FILE, REPLAY_FILE):
         (run_dir / name).unlink(missing_ok=True)
-    for name in ("tb", "monitor", EXPLORATION_DIR, REPRESENTATION_DIR):
+    for name in ("tb", "monitor", EXPLORATION_DIR, REPRESENTATION_DIR, PENDING_DIR):
         shutil.rmtree(run_dir / name, ignore_errors=True)
 
 
-def resume(run_dir: Path, progress_bar: bool = False, command: str | None = None) -> dict[str, Any]:
-    """Continue an interrupted run from its last checkpoint up to its step budget.
+def read_run_spec(run_dir: Path) -> tuple[RunSpec, Recipe]:
+    """The spec and resolved recipe a run folder was made with (its ``config.yaml``).
 
     Raises:
-        ConfigError: the folder is not a run, has finished, or holds no checkpoint yet.
+        ConfigError: the folder is not a run folder, or its configuration is malformed.
     """
     config_path = run_dir / CONFIG_FILE
     if not config_path.is_file():
         raise ConfigError(f"{run_dir} is not a run folder: {CONFIG_FILE} is missing")
-    if (run_dir / RESULTS_FILE).is_file():
-        raise ConfigError(f"{run_dir} has finished ({RESULTS_FILE} exists); nothing to resume")
-    if not (run_dir / MODEL_FILE).is_file():
-        raise ConfigError(f"{run_dir} holds no checkpoint yet ({MODEL_FILE}); set checkpoint_every in the recipe")
     try:
         record = yaml.safe_load(config_path.read_text())
         spec = RunSpec(
@@ -328,75 +326,181 @@ def resume(run_dir: Path, progress_bar: bool = False, command: str | None = None
         recipe = from_dict(Recipe, record["recipe"], f"{config_path}: recipe")
     except (yaml.YAMLError, KeyError, TypeError, ValueError) as error:
         raise ConfigError(f"{config_path}: not a run configuration ({error})") from error
-    with (run_dir / "command.txt").open("a") as file:
-        file.write((command or shlex.join(sys.argv)) + "\n")
-    return _learn(spec, recipe, run_dir, progress_bar, resume=True)
+    check_env_id(spec.env_id)
+    return spec, recipe
 
 
-def _learn(spec: RunSpec, recipe: Recipe, run_dir: Path, progress_bar: bool, resume: bool) -> dict[str, Any]:
+def resume(run_dir: Path, progress_bar: bool = False, command: str | None = None) -> dict[str, Any]:
+    """Continue an interrupted run from its last checkpoint up to its step budget.
+
+    The model is rebuilt from the run's recipe and only its tensors are loaded (no pickle); the logs
+    are cut back to the checkpoint's step and continued.
+
+    Raises:
+        ConfigError: the folder is not a run or has finished.
+        CheckpointError: it holds no checkpoint yet, or model and module do not belong together.
+    """
+    spec, recipe = read_run_spec(run_dir)
+    if (run_dir / RESULTS_FILE).is_file():
+        raise ConfigError(f"{run_dir} has finished ({RESULTS_FILE} exists); nothing to resume")
+    state = recover_pair(run_dir, with_exploration=recipe.exploration is not None)
+    return _learn(spec, recipe, run_dir, progress_bar, state, command)
+
+
+def check_spaces(env_id: str, observation_space: gym.Space, action_space: gym.Space, recipe: Recipe) -> None:
+    """Refuse, before a policy is built, the spaces that SB3's policies or the recipe's modules
+    cannot read.
+
+    Raises:
+        UnsupportedSpaceError: naming the env, the space and what is accepted.
+    """
+    parts = observation_space.spaces.values() if isinstance(observation_space, gym.spaces.Dict) else [observation_space]
+    if not all(isinstance(part, POLICY_SPACES) for part in parts):
+        raise UnsupportedSpaceError(
+            f"{env_id}: observation space {observation_space} is not supported: the agent's policy reads a Box, "
+            f"Discrete, MultiDiscrete or MultiBinary space, or a Dict of them (not nested); wrap the env to "
+            f"turn it into one (e.g. gymnasium.wrappers.FlattenObservation for a Tuple)"
+        )
+    if not isinstance(action_space, POLICY_SPACES):
+        raise UnsupportedSpaceError(
+            f"{env_id}: action space {action_space} is not supported: the agent's policy acts in a Box, "
+            f"Discrete, MultiDiscrete or MultiBinary space"
+        )
+    if recipe.exploration is not None or recipe.representation is not None:
+        try:
+            ObservationFlattener(observation_space)
+            ActionEncoder(action_space)
+        except UnsupportedSpaceError as error:
+            raise UnsupportedSpaceError(f"{env_id}: {error}") from error
+
+
+def build_model(spec: RunSpec, recipe: Recipe, env: VecEnv) -> BaseAlgorithm:
+    """The agent a recipe describes, built on ``env`` (untrained; the representation module's
+    features extractor in place but not yet loaded).
+
+    Raises:
+        ConfigError: the algorithm refuses a setting of ``algo_kwargs`` (naming it).
+    """
+    algo_kwargs = with_replay_exploration(recipe, env.observation_space, spec.seed)
+    if recipe.representation is not None:
+        algo_kwargs["policy_kwargs"] = representation_policy_kwargs(
+            recipe.representation, algo_kwargs.get("policy_kwargs")
+        )
+    try:
+        return ALGORITHMS[recipe.algo](recipe.policy, env, seed=spec.seed, device="cpu", verbose=0, **algo_kwargs)
+    except UnsupportedSpaceError:
+        raise
+    except (ValueError, TypeError, AssertionError) as error:
+        raise ConfigError(
+            f"recipe {spec.agent} for {spec.env_id}: algo_kwargs are refused by {recipe.algo} "
+            f"({str(error).splitlines()[0] if str(error) else type(error).__name__})"
+        ) from error
+
+
+def load_agent(path: Path, env_id: str, recipe: Recipe, seed: int = 0) -> BaseAlgorithm:
+    """An agent with the weights of the SB3 model zip ``path``, loaded without pickle: the agent is
+    rebuilt from the recipe of the run folder that holds the zip (its ``config.yaml``), else from
+    ``recipe``, and only the zip's tensors are read.
+
+    Raises:
+        ConfigError: no such file.
+        CheckpointError: the zip is unreadable, or its weights do not fit the recipe's agent.
+    """
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such model file")
+    if (path.parent / CONFIG_FILE).is_file():
+        recipe = read_run_spec(path.parent)[1]
+    env = make_vec_env(env_id, n_envs=1, seed=seed, wrapper_class=observation_wrapper(env_id, recipe))
+    model = build_model(RunSpec(str(path), env_id, seed, 1), recipe, env)
+    load_weights(model, path)
+    return model
+
+
+def _build(
+    spec: RunSpec, recipe: Recipe, run_dir: Path, state: RunState | None
+) -> tuple[VecEnv, BaseAlgorithm, ModuleCallback | None]:
+    """The training env, the agent (from its checkpoint when ``state`` is given) and the exploration
+    callback; a resume that fails here leaves no Monitor folder behind."""
+    monitor = monitor_folder(run_dir, resume=state is not None)
+    env: VecEnv | None = None
+    try:
+        probe = gym.make(spec.env_id)
+        probe.close()
+        check_spaces(spec.env_id, probe.observation_space, probe.action_space, recipe)
+        env = make_vec_env(
+            spec.env_id,
+            n_envs=recipe.n_envs,
+            seed=spec.seed,
+            monitor_dir=str(monitor),
+            wrapper_class=observation_wrapper(spec.env_id, recipe),
+        )
+        if recipe.normalize_reward:
+            env = VecNormalize(env, norm_obs=False, norm_reward=True, gamma=recipe.algo_kwargs.get("gamma", 0.99))
+            if state is not None and state.reward_scale is not None:
+                restore_reward_scale(env, state.reward_scale)
+        model = build_model(spec, recipe, env)
+        exploration: ModuleCallback | None = None
+        if state is not None:  # the features extractor's weights are part of the policy in model.zip
+            load_weights(model, run_dir / MODEL_FILE)
+            restore_position(model, state, spec.steps)
+            if isinstance(model, OffPolicyAlgorithm):
+                exploration = restore_replay(model, recipe, run_dir, spec.seed)
+            elif recipe.exploration is not None:
+                exploration = with_exploration(model, checkpoint=run_dir / EXPLORATION_DIR, seed=spec.seed)
+        else:
+            if recipe.representation is not None:
+                checkpoint = pretrained_checkpoint(spec, recipe, run_dir)
+                if checkpoint is not None:  # after the policy is built: ortho_init has re-initialised the extractor
+                    load_pretrained(model.policy, checkpoint)
+            if recipe.exploration is not None and isinstance(model, OffPolicyAlgorithm):
+                exploration = ReplayExplorationCallback()
+            elif recipe.exploration is not None:
+                exploration = ExplorationCallback(recipe.exploration, seed=spec.seed)
+        return env, model, exploration
+    except BaseException:
+        if env is not None:
+            env.close()
+        if state is not None:
+            shutil.rmtree(monitor, ignore_errors=True)
+        raise
+
+
+def _learn(
+    spec: RunSpec, recipe: Recipe, run_dir: Path, progress_bar: bool, state: RunState | None, command: str | None
+) -> dict[str, Any]:
     torch.set_num_threads(1)  # small networks: threads cost more than they give, and runs go in parallel
-    env = make_vec_env(
-        spec.env_id,
-        n_envs=recipe.n_envs,
-        seed=spec.seed,
-        monitor_dir=str(monitor_folder(run_dir, resume)),
-        wrapper_class=observation_wrapper(spec.env_id, recipe),
-    )
-    if recipe.normalize_reward:
-        gamma = recipe.algo_kwargs.get("gamma", 0.99)
-        env = VecNormalize(env, norm_obs=False, norm_reward=True, gamma=gamma)
-        if resume:
-            load_reward_scale(run_dir, env)
-    algo = ALGORITHMS[recipe.algo]
-    off_policy = issubclass(algo, OffPolicyAlgorithm)
-    exploration: ModuleCallback | None = None
-    representation = recipe.representation
-    if resume:  # the features extractor's weights are part of the policy in model.zip
-        model = algo.load(run_dir / MODEL_FILE, env=env, device="cpu")
-        if isinstance(model, OffPolicyAlgorithm):
-            exploration = restore_replay(model, recipe, run_dir, spec.seed)
-        elif recipe.exploration is not None:
-            exploration = with_exploration(model, checkpoint=run_dir / EXPLORATION_DIR, seed=spec.seed)
-        drop_episodes_after(run_dir, model.num_timesteps)  # those are played again
-    else:
-        algo_kwargs = with_replay_exploration(recipe, env.observation_space, spec.seed)
-        if representation is not None:
-            algo_kwargs["policy_kwargs"] = representation_policy_kwargs(
-                representation, algo_kwargs.get("policy_kwargs")
-            )
-        model = algo(recipe.policy, env, seed=spec.seed, device="cpu", verbose=0, **algo_kwargs)
-        if representation is not None:
-            checkpoint = pretrained_checkpoint(spec, recipe, run_dir)
-            if checkpoint is not None:  # after the policy is built: ortho_init has re-initialised the extractor
-                load_pretrained(model.policy, checkpoint)
-        if recipe.exploration is not None:
-            exploration = (
-                ReplayExplorationCallback() if off_policy else ExplorationCallback(recipe.exploration, seed=spec.seed)
-            )
-    model.set_logger(configure(str(run_dir / "tb"), ["tensorboard", "csv"]))
+    env, model, exploration = _build(spec, recipe, run_dir, state)
+    if state is not None:
+        with (run_dir / "command.txt").open("a") as file:
+            file.write((command or shlex.join(sys.argv)) + "\n")
+        drop_episodes_after(run_dir, state.steps)  # those are played again
+    model.set_logger(continued_logger(run_dir / "tb", state.steps if state is not None else None))
+    earlier_wall = state.wall_time_s if state is not None else 0.0
+    start, start_steps = time.perf_counter(), model.num_timesteps
+
+    def clock() -> float:
+        return earlier_wall + time.perf_counter() - start
+
     callbacks: list[BaseCallback] = [EpisodeRecorder(run_dir / EPISODES_FILE)]
     if exploration is not None:
         callbacks.append(exploration)
-    if representation is not None and representation.mode == "online":
-        callbacks.append(RepresentationCallback(representation, seed=spec.seed))
+    if recipe.representation is not None and recipe.representation.mode == "online":
+        callbacks.append(RepresentationCallback(recipe.representation, seed=spec.seed))
     if recipe.checkpoint_every:
-        callbacks.append(PeriodicCheckpoint(run_dir, recipe.checkpoint_every, exploration))
-
-    start, start_steps = time.perf_counter(), model.num_timesteps
+        callbacks.append(PeriodicCheckpoint(run_dir, recipe.checkpoint_every, exploration, clock))
     model.learn(
-        spec.steps - model.num_timesteps,
+        spec.steps - start_steps,
         callback=CallbackList(callbacks),
         progress_bar=progress_bar,
-        reset_num_timesteps=not resume,
+        reset_num_timesteps=state is None,
     )
-    wall = time.perf_counter() - start
-    save_checkpoint(run_dir, model, exploration)
+    wall = clock()
+    save_checkpoint(run_dir, model, exploration, wall)
     env.close()
     evaluation = evaluate(model, spec.env_id, spec.seed, recipe)
     (run_dir / EVAL_FILE).write_text(json.dumps(evaluation, indent=2))
-    return write_results(
-        run_dir, spec, evaluation, model.num_timesteps, (model.num_timesteps - start_steps) / wall, wall
-    )
+    # the steps played again after a kill are counted neither in the steps nor in the time
+    return write_results(run_dir, spec, evaluation, model.num_timesteps, model.num_timesteps / wall, wall)
 
 
 def with_replay_exploration(recipe: Recipe, observation_space: gym.Space, seed: int) -> dict[str, Any]:
@@ -462,7 +566,11 @@ def drop_episodes_after(run_dir: Path, step: int) -> None:
     path = run_dir / EPISODES_FILE
     if path.is_file():
         lines = path.read_text().splitlines(keepends=True)
-        path.write_text("".join(lines[:1] + [line for line in lines[1:] if int(line.split(",")[0]) <= step]))
+        # a last line without its end was cut short by a kill
+        kept = [line for line in lines[1:] if line.endswith("\n") and int(line.split(",")[0]) <= step]
+        partial = path.with_name(path.name + ".partial")
+        partial.write_text("".join(lines[:1] + kept))
+        partial.replace(path)
 
 
 def observation_wrapper(env_id: str, recipe: Recipe) -> Callable[[gym.Env], gym.Env] | None:

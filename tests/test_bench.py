@@ -144,7 +144,8 @@ def test_a_dead_worker_is_retried_and_the_rest_of_the_grid_survives(tmp_path: Pa
 def test_a_run_whose_worker_keeps_dying_fails_alone(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setenv(CRASH_MARKER_VARIABLE, str(tmp_path / "crashed"))
     suite = Suite((Task("toy_envs:CrashOnce-v0", 64, threshold=-10.0), Task("CartPole-v1", 64, threshold=21.0)))
-    result = run_grid("crash", ["ppo"], suite, [0], tmp_path, workers=1, retries=0, overrides=FAST)
+    # two workers: the CartPole run is in flight when the other worker dies, and must not go down with it
+    result = run_grid("crash", ["ppo"], suite, [0], tmp_path, workers=2, retries=0, overrides=FAST)
     assert list(result.failed) == ["toy_envs-CrashOnce-v0__ppo__0"]
     assert [r["env_id"] for r in result.rows] == ["CartPole-v1"]
     assert "toy_envs-CrashOnce-v0__ppo__0: its worker process died" in (result.bench_dir / "results.md").read_text()

@@ -9,8 +9,10 @@ import torch
 from fast import FAST_FLAGS
 from gymnasium import spaces
 from stable_baselines3 import A2C, PPO
+from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.preprocessing import preprocess_obs
+from stable_baselines3.common.vec_env import VecNormalize
 from toy_envs import ImageEnv
 
 from ilvm_rl import ExplorationCallback, ExplorationConfig, ModelConfig
@@ -266,3 +268,53 @@ def test_cli_pretrains_a_checkpoint_that_a_recipe_points_to(tmp_path: Path, caps
     assert "pretrained on the observation space" in capsys.readouterr().err
     assert main(["train", "--env", "ImageToy-v0", *run_flags, "--set", "representation.checkpoint=nowhere"]) == 2
     assert "nowhere/settings.json: missing" in capsys.readouterr().err
+
+
+class ScaleSpy(BaseCallback):
+    """Records the features extractor's input scale at every step, rollout by rollout."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rollouts: list[list[torch.Tensor]] = []
+
+    def _on_rollout_start(self) -> None:
+        self.rollouts.append([])
+
+    def _on_step(self) -> bool:
+        state_model = self.model.policy.features_extractor.state_model
+        self.rollouts[-1].append(torch.cat([state_model.centre, state_model.half_width]).clone())
+        return True
+
+
+def online_ppo_under_vec_normalize(seed: int = 0) -> tuple[PPO, VecNormalize]:
+    # CartPole's velocities are unbounded: the state model standardises them by running statistics
+    env = VecNormalize(make_vec_env("CartPole-v1", n_envs=2, seed=seed), norm_obs=True, norm_reward=False)
+    kwargs = representation_policy_kwargs(tiny("online"), {"net_arch": [8]})
+    return PPO("MlpPolicy", env, n_steps=16, batch_size=32, seed=seed, policy_kwargs=kwargs, device="cpu"), env
+
+
+def test_online_mode_changes_the_input_scale_only_between_rollouts() -> None:
+    model, _ = online_ppo_under_vec_normalize()
+    spy = ScaleSpy()
+    model.learn(32 * 4, callback=[RepresentationCallback(tiny("online")), spy])
+    for steps in spy.rollouts:  # the stored log-probabilities and values saw one scale per rollout
+        assert all(torch.equal(scale, steps[0]) for scale in steps)
+    firsts = [steps[0] for steps in spy.rollouts]
+    assert not torch.equal(firsts[1], firsts[2])  # it does change, between rollouts
+
+
+def test_online_mode_under_vec_normalize_learns_what_the_policy_reads() -> None:
+    model, env = online_ppo_under_vec_normalize()
+    callback = RepresentationCallback(tiny("online"))
+    model.learn(32 * 3, callback=callback)
+    assert callback.trainer is not None
+    stored = callback.trainer.store.state()["next_obs"][: callback.trainer.store.size]
+    # the normalised observations (clipped to ±10 by VecNormalize), not CartPole's raw ones
+    raw = env.get_original_obs()
+    assert np.abs(stored).max() <= env.clip_obs
+    np.testing.assert_allclose(stored.mean(0), 0.0, atol=1.0)
+    assert not np.allclose(env.normalize_obs(raw), raw)
+    # the features extractor standardises them with statistics of the same, normalised, values
+    state_model = model.policy.features_extractor.state_model
+    free = ~state_model.bounded
+    assert np.all(np.abs(state_model.stats.mean[free]) < 1.0)

@@ -1,15 +1,11 @@
-"""normalize_reward: the task's reward scale is kept beside checkpoints as JSON, not pickled."""
-
-import json
+"""normalize_reward: the task's reward scale travels in checkpoint.json, not in a pickle."""
 
 import numpy as np
-import pytest
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.vec_env import VecNormalize
 from toy_envs import CounterEnv
 
-from ilvm_rl.config import ConfigError
-from ilvm_rl.run import REWARD_SCALE_FILE, load_reward_scale, save_reward_scale
+from ilvm_rl.run_state import restore_reward_scale, reward_scale_state
 
 
 def stepped_normalizer(steps: int) -> VecNormalize:
@@ -20,18 +16,11 @@ def stepped_normalizer(steps: int) -> VecNormalize:
     return env
 
 
-def test_reward_scale_round_trips_through_json(tmp_path) -> None:
+def test_reward_scale_round_trips_through_json_values() -> None:
     trained = stepped_normalizer(7)
-    save_reward_scale(tmp_path, trained)
     fresh = stepped_normalizer(0)
-    load_reward_scale(tmp_path, fresh)
+    restore_reward_scale(fresh, reward_scale_state(trained))
     assert fresh.ret_rms.count == trained.ret_rms.count
     np.testing.assert_allclose([fresh.ret_rms.mean, fresh.ret_rms.var], [trained.ret_rms.mean, trained.ret_rms.var])
     np.testing.assert_array_equal(fresh.returns, trained.returns)
     assert fresh.normalize_reward(np.array([-1.0])) == trained.normalize_reward(np.array([-1.0]))
-
-
-def test_a_malformed_reward_scale_is_named(tmp_path) -> None:
-    (tmp_path / REWARD_SCALE_FILE).write_text(json.dumps({"mean": 0.0}))
-    with pytest.raises(ConfigError, match=REWARD_SCALE_FILE):
-        load_reward_scale(tmp_path, stepped_normalizer(0))

@@ -144,7 +144,9 @@ def test_checkpoint_round_trip_in_a_new_process_and_training_continues(tmp_path:
     for key, value in saved.items():
         np.testing.assert_array_equal(resaved[key], value, err_msg=key)
     settings = json.loads((run_dir / "exploration" / "settings.json").read_text())
-    assert json.loads((run_dir / "resaved" / "settings.json").read_text()) == settings
+    assert settings["steps"] == 256  # the run records the agent's step count with the module
+    resaved_settings = json.loads((run_dir / "resaved" / "settings.json").read_text())
+    assert resaved_settings == {**settings, "steps": None}
 
 
 def test_checkpoint_for_other_spaces_is_refused(tmp_path: Path) -> None:

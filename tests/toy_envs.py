@@ -88,3 +88,17 @@ class ImageEnv(gym.Env):
 
 
 gym.register("ImageToy-v0", entry_point=ImageEnv, max_episode_steps=20)
+
+
+class SpaceEnv(CounterEnv):
+    """A :class:`CounterEnv` that claims another observation space, or acts in another action space
+    (for checks that refuse them before any step is taken)."""
+
+    def __init__(self, space: spaces.Space | None = None, action_space: spaces.Space | None = None):
+        super().__init__(action_space=action_space)
+        self.observation_space = space or self.observation_space
+
+
+gym.register("TupleObs-v0", entry_point=SpaceEnv, kwargs={"space": spaces.Tuple((spaces.Discrete(2),) * 2)})
+gym.register("TextObs-v0", entry_point=SpaceEnv, kwargs={"space": spaces.Text(8)})
+gym.register("TupleAction-v0", entry_point=SpaceEnv, kwargs={"action_space": spaces.Tuple((spaces.Discrete(2),) * 2)})

@@ -29,9 +29,9 @@ from typing import Any
 from ilvm_rl.bench.backends import Job, run_jobs
 from ilvm_rl.bench.report import write_reports
 from ilvm_rl.bench.suite import Suite
-from ilvm_rl.config import ConfigError
+from ilvm_rl.config import ConfigError, make_folder
 from ilvm_rl.provenance import provenance
-from ilvm_rl.recipes import load_recipe
+from ilvm_rl.recipes import file_stem, load_recipe
 from ilvm_rl.run import RunSpec, read_episodes, train, upgraded_results
 
 log = logging.getLogger(__name__)
@@ -56,7 +56,7 @@ class GridResult:
 
 def cell_name(spec: RunSpec) -> str:
     """The fixed name of one grid cell, so a restarted grid finds its finished runs."""
-    return f"{spec.env_id.replace('/', '-').replace(':', '-')}__{Path(spec.agent).stem}__{spec.seed}"
+    return f"{file_stem(spec.env_id)}__{Path(spec.agent).stem}__{spec.seed}"
 
 
 def run_cell(spec: RunSpec, run_dir: str, command: str) -> dict[str, Any]:
@@ -127,7 +127,7 @@ def run_grid(
         agent_name: {task.env_id: load_recipe(agent, task.env_id, overrides)[1] for task in suite.tasks}
         for agent_name, agent in zip(names, agents, strict=True)
     }
-    bench_dir = root / "bench" / name
+    bench_dir = make_folder(root / "bench" / name, f"--runs-dir {root}")
     check_same_grid(bench_dir, suite, recipes, seeds)
 
     grid = [

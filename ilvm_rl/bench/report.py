@@ -22,6 +22,7 @@ from rliable import library as rly
 from rliable import metrics
 
 from ilvm_rl.bench.suite import Suite
+from ilvm_rl.recipes import file_stem
 
 CSV_COLUMNS = [
     "agent", "env_id", "seed", "steps", "threshold", "kept", "found", "steps_to_threshold",
@@ -226,7 +227,3 @@ def grid_timing_line(timing: dict[str, Any]) -> str:
         f"{timing['cells_s'] / timing['workers']:.0f} s per worker: wall time / ideal = "
         f"{timing['grid_wall_s'] / ideal:.2f}."
     )
-
-
-def file_stem(env_id: str) -> str:
-    return env_id.replace("/", "-").replace(":", "-")

@@ -15,10 +15,8 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-import gymnasium as gym
-
 from ilvm_rl.config import ConfigError, from_dict, read_yaml_mapping, shipped_names, shipped_or_path
-from ilvm_rl.recipes import check_env_id
+from ilvm_rl.recipes import env_spec
 
 
 @dataclass(frozen=True)
@@ -87,18 +85,22 @@ def load_suite(suite: str) -> Suite:
 
 def single_task_suite(env_id: str, steps: int) -> Suite:
     """A suite of one task with the env's own threshold (``bench --env ID --steps N``)."""
-    return Suite((checked_task(Task(env_id, steps), "--env"),))
+    try:
+        task = Task(env_id, steps)
+    except ValueError as error:
+        raise ConfigError(f"--steps: {error}") from error
+    return Suite((checked_task(task, "--env"),))
 
 
 def checked_task(task: Task, where: str) -> Task:
     """``task`` with its threshold filled in from the env's spec; raises if it has none."""
     try:
-        check_env_id(task.env_id)
+        spec = env_spec(task.env_id)
     except ConfigError as error:
         raise ConfigError(f"{where}: {error}") from error
     if task.threshold is not None:
         return task
-    threshold = gym.spec(task.env_id).reward_threshold
+    threshold = spec.reward_threshold
     if threshold is None:
         raise ConfigError(f"{where}: {task.env_id} has no reward_threshold; give the task a 'threshold'")
     return Task(task.env_id, task.steps, float(threshold))

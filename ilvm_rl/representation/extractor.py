@@ -46,6 +46,10 @@ class ILVMFeaturesExtractor(BaseFeaturesExtractor):
     ``online`` adds the model's own objective as an auxiliary task (:class:`RepresentationCallback`),
     which also trains the prior and decoder.
 
+    Its input is the policy's input: observations after every wrapper, ``VecNormalize`` included
+    (normalised ones under ``norm_obs=True``). A pretrained model must have been fitted on the same
+    (see :mod:`ilvm_rl.representation.pretrain`); the ``online`` mode learns from them as they come.
+
     Args:
         observation_space: the policy's observation space: a 1-D Box, an image Box or a Dict of those.
         config: the representation settings (mode and model).
@@ -127,10 +131,12 @@ def load_pretrained(policy: BasePolicy, checkpoint: str | Path) -> None:
 
 class RepresentationCallback(BaseCallback):
     """Trains the policy's ILVM state model online by its own objective on its own replay, an auxiliary
-    task beside the RL loss (``online`` mode): every step's observations go into the replay; at the
-    start of each rollout (after the algorithm's update, before new data is collected, so that a
-    rollout's stored values and log-probabilities stay those of the features the policy then trains
-    on) the model takes ``updates_per_rollout`` gradient steps with its own optimiser. Losses are
+    task beside the RL loss (``online`` mode): every step's observations (what the policy read, so
+    normalised ones under ``VecNormalize``) go into the replay; at the start of each rollout (after the
+    algorithm's update, before new data is collected) the input scaling takes in the observations of
+    the last rollout and the model takes ``updates_per_rollout`` gradient steps with its own
+    optimiser. Neither weights nor input scale change while a rollout is collected, so its stored
+    values and log-probabilities are those of the features the policy then trains on. Losses are
     logged under ``ilvm/repr/``.
 
     Args:

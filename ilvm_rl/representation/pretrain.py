@@ -1,7 +1,16 @@
 """Pretraining: collect replay with a random (or given) policy and fit the state model to it.
 
-The environment is vectorised and wrapped the way SB3 wraps an agent's (channel-last images moved
-channel-first), so the checkpoint's observation space is the one the policy will observe.
+What the model is fitted on: the observations the policy will read in training, because the model
+becomes the policy's features extractor and sees exactly the policy's input. The environment is
+vectorised and wrapped the way SB3 wraps an agent's (channel-last images moved channel-first) after
+the same per-env wrappers as the agent's (``wrapper_class``: a recipe's ``normalize_obs``), so the
+checkpoint's observation space and values are the ones the policy observes.
+
+Under ``VecNormalize(norm_obs=True)`` the policy reads observations normalised by statistics that
+move during training; this function does not apply ``VecNormalize``, so a model pretrained here would
+be fitted on raw values the policy never sees. Under ``VecNormalize`` use the ``online`` mode, which
+fits the model on the normalised observations the policy reads as it trains, or a fixed scale that
+both see (a recipe's ``normalize_obs: bounds``) instead.
 """
 
 from __future__ import annotations

@@ -119,6 +119,13 @@ class StateModel(nn.Module):
         self.register_buffer("centre", torch.as_tensor(centre, dtype=torch.float32))
         self.register_buffer("half_width", torch.as_tensor(half_width, dtype=torch.float32))
         self.stats = RunningMeanStd((self.flattener.layout.dim,))
+        # the running statistics also live in buffers, so that every state dict carries them (the
+        # policy's in an SB3 model zip included) and a resumed run standardises as before
+        dim = self.flattener.layout.dim
+        self.register_buffer("stats_mean", torch.zeros(dim, dtype=torch.float64))
+        self.register_buffer("stats_var", torch.ones(dim, dtype=torch.float64))
+        self.register_buffer("stats_count", torch.zeros(1, dtype=torch.float64))
+        self.register_load_state_dict_post_hook(lambda module, _: module.stats.load_state(module.statistics()))
         self.model = ILVM(0, self.flattener.layout.dim, config, self.flattener.layout)
 
     @property
@@ -130,9 +137,15 @@ class StateModel(nn.Module):
         if self.bounded.all():
             return
         self.stats.update(flat_obs)
+        for key, value in self.stats.state().items():
+            getattr(self, f"stats_{key}").copy_(torch.as_tensor(value).reshape(-1))
         free = torch.as_tensor(~self.bounded)
         self.centre[free] = torch.as_tensor(self.stats.mean, dtype=torch.float32)[free]
         self.half_width[free] = torch.as_tensor(self.stats.std, dtype=torch.float32)[free]
+
+    def statistics(self) -> dict[str, np.ndarray]:
+        """The running input statistics as kept in the buffers (``mean``, ``var``, ``count``)."""
+        return {key: getattr(self, f"stats_{key}").numpy() for key in ("mean", "var", "count")}
 
     def scaled(self, flat_obs: torch.Tensor) -> torch.Tensor:
         """Raw flat observations ``(B, dim)`` to the model's inputs ``(B, dim)``."""
@@ -166,16 +179,24 @@ class StateModelTrainer:
         self.store = TransitionStore(config.store_capacity, int(flat.shape[0]), action_dim, flat.dtype)
         self.rng = np.random.default_rng(seed)
         self.skipped = 0
+        self.pending: list[np.ndarray] = []  # next observations ``(n, dim)`` not yet in the input scaling
 
     def observe(self, batch: TransitionBatch) -> None:
-        """Add a step of transitions; their next observations are what the model learns."""
+        """Add a step of transitions; their next observations are what the model learns. They join
+        the input scaling only at the next :meth:`update`: in ``online`` mode the model is the
+        policy's features extractor, whose input scale must not change while a rollout is collected
+        (its values and log-probabilities are stored with the features of that scale)."""
         self.store.add(batch)
-        rows = finite_rows(batch)
-        self.state_model.update_scale(batch.next_obs[rows])
+        if not self.state_model.bounded.all():  # else nothing to standardise (images)
+            self.pending.append(batch.next_obs[finite_rows(batch)])
 
     def update(self, steps: int, recent: int = 0) -> dict[str, float]:
-        """``steps`` gradient steps on batches mixing the ``recent`` latest observations with the
-        whole replay; returns the mean losses (``loss/...``) and the count of skipped steps."""
+        """Fold the observations seen since the last call into the input scaling, then take ``steps``
+        gradient steps on batches mixing the ``recent`` latest observations with the whole replay;
+        returns the mean losses (``loss/...``) and the count of skipped steps."""
+        if self.pending:
+            self.state_model.update_scale(np.concatenate(self.pending))
+            self.pending = []
         totals: dict[str, float] = {}
         taken = 0
         for _ in range(steps):
@@ -216,8 +237,6 @@ def save_state_model(
         **(extra or {}),
     }
     tensors = {k: v.detach().contiguous().clone() for k, v in state_model.state_dict().items()}
-    for key, value in state_model.stats.state().items():
-        tensors[f"stats.{key}"] = torch.from_numpy(np.ascontiguousarray(value))
     # temporary names first, so that an interrupted save never leaves half a checkpoint
     tmp_weights, tmp_settings = folder / (WEIGHTS_FILE + ".tmp"), folder / (SETTINGS_FILE + ".tmp")
     save_file(tensors, str(tmp_weights))
@@ -276,9 +295,12 @@ def load_state_model_weights(state_model: StateModel, folder: str | Path) -> Non
         )
     try:
         tensors = load_file(str(Path(folder) / WEIGHTS_FILE))
-        state_model.load_state_dict({k: v for k, v in tensors.items() if not k.startswith("stats.")})
-        state_model.stats.load_state(
-            {k.removeprefix("stats."): v.numpy() for k, v in tensors.items() if k.startswith("stats.")}
+        # checkpoints written before the statistics became buffers name them stats.mean, ...
+        state_model.load_state_dict(
+            {
+                "stats_" + key.removeprefix("stats.") if key.startswith("stats.") else key: value
+                for key, value in tensors.items()
+            }
         )
     except (KeyError, RuntimeError, SafetensorError) as error:
         raise CheckpointError(f"{folder}: cannot restore the state model ({error})") from error

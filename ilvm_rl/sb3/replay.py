@@ -346,6 +346,11 @@ class ReplayExplorationCallback(BaseCallback):
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
         self.buffer: ExplorationReplayBuffer | None = None
 
+    @property
+    def explorer(self) -> Explorer | None:
+        """The buffer's exploration module (None before ``learn`` starts), as ``ExplorationCallback.explorer``."""
+        return self.buffer.bonus.explorer if self.buffer is not None else None
+
     def _init_callback(self) -> None:
         self.buffer = exploration_buffer(self.model)
 
