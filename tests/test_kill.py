@@ -52,7 +52,7 @@ def test_a_killed_run_resumes_to_a_whole_record(tmp_path: Path, point: str) -> N
     assert progress_steps(run_dir) == list(range(ROLLOUT, BUDGET + 1, ROLLOUT))  # one continuous file
     for tag, steps in event_steps(run_dir).items():
         assert sorted(steps) == sorted(set(steps)), f"{tag} holds a step twice"
-    assert event_steps(run_dir)["ilvm/coef"] == list(range(ROLLOUT, BUDGET + 1, ROLLOUT))
+    assert event_steps(run_dir)["ilvm/int_coef"] == list(range(ROLLOUT, BUDGET + 1, ROLLOUT))
     with (run_dir / "episodes.csv").open() as file:
         episodes = list(csv.DictReader(file))
     steps = [int(row["step"]) for row in episodes]

@@ -97,7 +97,7 @@ def test_resume_calls_no_pickle_and_keeps_every_log_row(tmp_path: Path, monkeypa
     tags = event_steps(run_dir)
     for tag, steps in tags.items():
         assert len(steps) == len(set(steps)), tag
-    assert tags["ilvm/coef"] == list(range(64, 513, 64))
+    assert tags["ilvm/int_coef"] == list(range(64, 513, 64))
     results = json.loads((run_dir / "results.json").read_text())
     state = json.loads((run_dir / "checkpoint.json").read_text())
     # time of both segments: the first one's is recorded in the checkpoint it resumed from
