@@ -1,8 +1,9 @@
 """Checkpoints of the exploration module: tensors in safetensors, settings in JSON, no pickle.
 
 A checkpoint folder holds ``weights.safetensors`` (bonus model, intrinsic value function and their
-optimisers, running statistics, the replay, the module's random stream) and ``settings.json`` (format
-version, module settings, the spaces it was built for).
+optimisers, running statistics, the replay unless the module learns from an off-policy agent's replay
+buffer, the module's random stream) and ``settings.json`` (format version, module settings, the spaces
+it was built for, whether it keeps a replay of its own).
 """
 
 from __future__ import annotations
@@ -67,7 +68,9 @@ def _arrays(explorer: Explorer) -> dict[str, torch.Tensor]:
         for name, stats in part.statistics().items():
             numpy_state.update({f"stats.{prefix}.{name}.{k}": v for k, v in stats.state().items()})
     numpy_state.update({f"scaler.{k}": v for k, v in explorer.scaler.state().items()})
-    numpy_state.update({f"store.{k}": v for k, v in explorer.store.state().items()})
+    numpy_state.update({f"stats.raw_reward.{k}": v for k, v in explorer.raw_reward_stats.state().items()})
+    if explorer.store is not None:
+        numpy_state.update({f"store.{k}": v for k, v in explorer.store.state().items()})
     numpy_state["int_episode_returns"] = explorer.int_episode_returns
     tensors.update({k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in numpy_state.items()})
     tensors["torch_rng_state"] = explorer.torch_rng_state.clone()
@@ -89,6 +92,7 @@ def save_explorer(explorer: Explorer, folder: str | Path, steps: int | None = No
         "observation_space": describe_space(explorer.observation_space),
         "action_space": describe_space(explorer.action_space),
         "n_envs": explorer.n_envs,
+        "own_replay": explorer.store is not None,
         "counters": explorer.counters,
         "rng_state": explorer.rng.bit_generator.state,
         "steps": steps,
@@ -143,7 +147,11 @@ def _restore(explorer: Explorer, tensors: dict[str, torch.Tensor], settings: dic
     else:  # per-env running returns cannot be mapped onto another number of envs; the scale can
         scaler_state["returns"] = explorer.scaler.returns
     explorer.scaler.load_state(scaler_state)
-    explorer.store.load_state(_prefixed(tensors, "store."))
+    raw_reward_state = _prefixed(tensors, "stats.raw_reward.")
+    if raw_reward_state:  # checkpoints written before the off-policy buffer do not keep it
+        explorer.raw_reward_stats.load_state(raw_reward_state)
+    if explorer.store is not None:
+        explorer.store.load_state(_prefixed(tensors, "store."))
     explorer.torch_rng_state = tensors["torch_rng_state"].clone()
     explorer.counters.update(settings.get("counters", {}))
     explorer.rng.bit_generator.state = settings["rng_state"]
@@ -186,7 +194,8 @@ def load_explorer(
             )
     try:
         config = from_dict(ExplorationConfig, settings["exploration"], f"{settings_path}: exploration")
-        explorer = Explorer(config, observation_space, action_space, n_envs or int(settings["n_envs"]), seed)
+        n_envs = n_envs or int(settings["n_envs"])
+        explorer = Explorer(config, observation_space, action_space, n_envs, seed, settings.get("own_replay", True))
         _restore(explorer, load_file(str(weights_path)), settings)
     except (ConfigError, KeyError, TypeError, ValueError, RuntimeError, SafetensorError) as error:
         raise CheckpointError(f"{folder}: cannot restore the exploration module ({error})") from error

@@ -23,19 +23,24 @@ from pathlib import Path
 from typing import Any, Literal
 
 import gymnasium as gym
-from stable_baselines3 import A2C, PPO
-from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
+from stable_baselines3 import A2C, DQN, PPO, SAC, TD3
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 
 from ilvm_rl.config import ConfigError, from_dict, read_yaml_mapping, shipped_names, shipped_or_path
 from ilvm_rl.exploration.explorer import ExplorationConfig
 from ilvm_rl.representation.state_model import RepresentationConfig
 
-ALGORITHMS: dict[str, type[OnPolicyAlgorithm]] = {"ppo": PPO, "a2c": A2C}
+ALGORITHMS: dict[str, type[BaseAlgorithm]] = {"ppo": PPO, "a2c": A2C, "dqn": DQN, "sac": SAC, "td3": TD3}
 # keys of the algorithm's constructor that the runner sets itself
 RESERVED_ALGO_KEYS = {"policy", "env", "seed", "device", "tensorboard_log", "verbose", "_init_setup_model"}
 # integer settings of each algorithm and their least accepted value (PPO splits a rollout into
 # minibatches whose advantages it normalises: one sample has no spread)
-COUNT_ALGO_KEYS = {"ppo": {"n_steps": 1, "batch_size": 2, "n_epochs": 1}, "a2c": {"n_steps": 1}}
+COUNT_ALGO_KEYS = {
+    "ppo": {"n_steps": 1, "batch_size": 2, "n_epochs": 1},
+    "a2c": {"n_steps": 1},
+    **{algo: {"buffer_size": 1, "batch_size": 1} for algo in ("dqn", "sac", "td3")},
+}
 # top-level keys of a recipe file besides environment ids
 RECIPE_KEYS = ("extends", "default")
 
@@ -45,7 +50,9 @@ class Recipe:
     """A resolved recipe for one environment.
 
     Attributes:
-        algo: ``ppo`` or ``a2c``.
+        algo: ``ppo`` or ``a2c`` (on-policy: the bonus comes through :class:`ExplorationCallback`), or
+            ``dqn``, ``sac`` or ``td3`` (off-policy: through the replay buffer,
+            :class:`ilvm_rl.sb3.replay.ExplorationReplayBuffer`).
         policy: SB3 policy name, e.g. ``MlpPolicy``.
         n_envs: parallel training environments.
         normalize_obs: ``bounds`` rescales a bounded Box observation to [-1, 1] for the agent and the
@@ -65,7 +72,7 @@ class Recipe:
         checkpoint_every: save model and module every this many steps (0: only at the end).
     """
 
-    algo: Literal["ppo", "a2c"] = "ppo"
+    algo: Literal["ppo", "a2c", "dqn", "sac", "td3"] = "ppo"
     policy: str = "MlpPolicy"
     n_envs: int = 8
     normalize_obs: Literal["none", "bounds"] = "none"
@@ -99,11 +106,37 @@ class Recipe:
             value = self.algo_kwargs.get(key, parameters[key].default)
             if isinstance(value, bool) or not isinstance(value, int) or value < least:
                 raise ValueError(f"algo_kwargs.{key} must be an integer >= {least}, got {value!r}")
+        if issubclass(ALGORITHMS[self.algo], OffPolicyAlgorithm):
+            self._check_off_policy({name: p.default for name, p in parameters.items()})
+            return
         rollout = self.algo_kwargs.get("n_steps", parameters["n_steps"].default) * self.n_envs
         if self.exploration is not None and self.exploration.store_capacity < rollout:
             raise ValueError(
                 f"exploration.store_capacity={self.exploration.store_capacity} is smaller than one rollout "
                 f"(algo_kwargs.n_steps × n_envs = {rollout}); the module keeps a whole rollout to score it"
+            )
+
+    def _check_off_policy(self, defaults: dict[str, Any]) -> None:
+        settings = {**defaults, **self.algo_kwargs}
+        if settings["buffer_size"] < settings["batch_size"]:
+            raise ValueError(
+                f"algo_kwargs: buffer_size={settings['buffer_size']} holds fewer transitions than one batch "
+                f"(batch_size={settings['batch_size']}); raise buffer_size to at least batch_size"
+            )
+        if "replay_buffer_class" in self.algo_kwargs:
+            raise ValueError(
+                "algo_kwargs: replay_buffer_class is chosen by the runner (the exploration section configures "
+                "the bonus buffer); remove it"
+            )
+        if self.representation is not None:
+            raise ValueError(
+                f"representation: the ILVM features extractor is wired for on-policy agents (ppo, a2c), "
+                f"not {self.algo}; remove the representation section"
+            )
+        if self.exploration is not None and settings["optimize_memory_usage"]:
+            raise ValueError(
+                "algo_kwargs: optimize_memory_usage=true cannot carry the exploration bonus (that mode overwrites "
+                "an episode's terminal observation); set it to false or remove the exploration section"
             )
 
 

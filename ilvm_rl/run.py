@@ -9,6 +9,7 @@ A run folder ``runs/<env>__<agent>__<seed>__<time>/`` holds::
     episodes.csv       every finished training episode: global step, extrinsic return, length
     model.zip          the SB3 model
     exploration/       the exploration module checkpoint (safetensors + JSON)
+    replay.npz         off-policy agents: the replay buffer's arrays (numpy, no pickle), saved with the pair
     checkpoint.json    the step count, schedule position and training time model and module were saved at
                        (see :mod:`ilvm_rl.run_state`)
     representation/    the state model this run pretrained for its features extractor (frozen and
@@ -39,11 +40,12 @@ import numpy as np
 import torch
 import yaml
 from gymnasium.wrappers import RescaleObservation
+from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.monitor import Monitor
-from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
+from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 
 from ilvm_rl.config import ConfigError, from_dict, make_folder
@@ -57,6 +59,7 @@ from ilvm_rl.run_state import (
     EXPLORATION_DIR,
     MODEL_FILE,
     PENDING_DIR,
+    REPLAY_FILE,
     STATE_FILE,
     RunState,
     continued_logger,
@@ -67,6 +70,7 @@ from ilvm_rl.run_state import (
     save_pair,
 )
 from ilvm_rl.sb3.callback import ExplorationCallback, with_exploration
+from ilvm_rl.sb3.replay import ReplayExplorationCallback, load_replay, replay_exploration_kwargs, restore_module
 
 EPISODES_FILE, RESULTS_FILE, EVAL_FILE = "episodes.csv", "results.json", "eval.json"
 CONFIG_FILE, REPRESENTATION_DIR = "config.yaml", "representation"
@@ -142,6 +146,10 @@ class EpisodeRecorder(BaseCallback):
         self.file.close()
 
 
+ModuleCallback = ExplorationCallback | ReplayExplorationCallback
+"""The callback that holds a run's exploration module (on- or off-policy)."""
+
+
 class PeriodicCheckpoint(BaseCallback):
     """Saves the SB3 model and the exploration module, as a pair, every ``every`` steps.
 
@@ -152,7 +160,7 @@ class PeriodicCheckpoint(BaseCallback):
         clock: the run's training time so far, all segments together (recorded with each checkpoint).
     """
 
-    def __init__(self, run_dir: Path, every: int, exploration: ExplorationCallback | None, clock: Callable[[], float]):
+    def __init__(self, run_dir: Path, every: int, exploration: ModuleCallback | None, clock: Callable[[], float]):
         super().__init__()
         self.run_dir, self.every, self.exploration, self.clock = run_dir, every, exploration, clock
         self.last = 0
@@ -170,7 +178,7 @@ class PeriodicCheckpoint(BaseCallback):
             save_checkpoint(self.run_dir, self.model, self.exploration, self.clock())
 
 
-def save_checkpoint(run_dir: Path, model: Any, exploration: ExplorationCallback | None, wall_time_s: float) -> None:
+def save_checkpoint(run_dir: Path, model: Any, exploration: ModuleCallback | None, wall_time_s: float) -> None:
     """Write model and module as one checkpoint (:func:`ilvm_rl.run_state.save_pair`)."""
     save_pair(run_dir, model, exploration.explorer if exploration is not None else None, wall_time_s)
 
@@ -295,7 +303,7 @@ def has_started(run_dir: Path) -> bool:
 
 def clear_outputs(run_dir: Path) -> None:
     """Remove what an earlier, unfinished attempt left in ``run_dir``."""
-    for name in (EPISODES_FILE, RESULTS_FILE, EVAL_FILE, MODEL_FILE, STATE_FILE):
+    for name in (EPISODES_FILE, RESULTS_FILE, EVAL_FILE, MODEL_FILE, STATE_FILE, REPLAY_FILE):
         (run_dir / name).unlink(missing_ok=True)
     for name in ("tb", "monitor", EXPLORATION_DIR, REPRESENTATION_DIR, PENDING_DIR):
         shutil.rmtree(run_dir / name, ignore_errors=True)
@@ -366,14 +374,14 @@ def check_spaces(env_id: str, observation_space: gym.Space, action_space: gym.Sp
             raise UnsupportedSpaceError(f"{env_id}: {error}") from error
 
 
-def build_model(spec: RunSpec, recipe: Recipe, env: VecEnv) -> OnPolicyAlgorithm:
+def build_model(spec: RunSpec, recipe: Recipe, env: VecEnv) -> BaseAlgorithm:
     """The agent a recipe describes, built on ``env`` (untrained; the representation module's
     features extractor in place but not yet loaded).
 
     Raises:
         ConfigError: the algorithm refuses a setting of ``algo_kwargs`` (naming it).
     """
-    algo_kwargs = dict(recipe.algo_kwargs)
+    algo_kwargs = with_replay_exploration(recipe, env.observation_space, spec.seed)
     if recipe.representation is not None:
         algo_kwargs["policy_kwargs"] = representation_policy_kwargs(
             recipe.representation, algo_kwargs.get("policy_kwargs")
@@ -389,7 +397,7 @@ def build_model(spec: RunSpec, recipe: Recipe, env: VecEnv) -> OnPolicyAlgorithm
         ) from error
 
 
-def load_agent(path: Path, env_id: str, recipe: Recipe, seed: int = 0) -> OnPolicyAlgorithm:
+def load_agent(path: Path, env_id: str, recipe: Recipe, seed: int = 0) -> BaseAlgorithm:
     """An agent with the weights of the SB3 model zip ``path``, loaded without pickle: the agent is
     rebuilt from the recipe of the run folder that holds the zip (its ``config.yaml``), else from
     ``recipe``, and only the zip's tensors are read.
@@ -410,7 +418,7 @@ def load_agent(path: Path, env_id: str, recipe: Recipe, seed: int = 0) -> OnPoli
 
 def _build(
     spec: RunSpec, recipe: Recipe, run_dir: Path, state: RunState | None
-) -> tuple[VecEnv, OnPolicyAlgorithm, ExplorationCallback | None]:
+) -> tuple[VecEnv, BaseAlgorithm, ModuleCallback | None]:
     """The training env, the agent (from its checkpoint when ``state`` is given) and the exploration
     callback; a resume that fails here leaves no Monitor folder behind."""
     monitor = monitor_folder(run_dir, resume=state is not None)
@@ -431,18 +439,22 @@ def _build(
             if state is not None and state.reward_scale is not None:
                 restore_reward_scale(env, state.reward_scale)
         model = build_model(spec, recipe, env)
-        exploration = None
+        exploration: ModuleCallback | None = None
         if state is not None:  # the features extractor's weights are part of the policy in model.zip
             load_weights(model, run_dir / MODEL_FILE)
             restore_position(model, state, spec.steps)
-            if recipe.exploration is not None:
+            if isinstance(model, OffPolicyAlgorithm):
+                exploration = restore_replay(model, recipe, run_dir, spec.seed)
+            elif recipe.exploration is not None:
                 exploration = with_exploration(model, checkpoint=run_dir / EXPLORATION_DIR, seed=spec.seed)
         else:
             if recipe.representation is not None:
                 checkpoint = pretrained_checkpoint(spec, recipe, run_dir)
                 if checkpoint is not None:  # after the policy is built: ortho_init has re-initialised the extractor
                     load_pretrained(model.policy, checkpoint)
-            if recipe.exploration is not None:
+            if recipe.exploration is not None and isinstance(model, OffPolicyAlgorithm):
+                exploration = ReplayExplorationCallback()
+            elif recipe.exploration is not None:
                 exploration = ExplorationCallback(recipe.exploration, seed=spec.seed)
         return env, model, exploration
     except BaseException:
@@ -489,6 +501,30 @@ def _learn(
     (run_dir / EVAL_FILE).write_text(json.dumps(evaluation, indent=2))
     # the steps played again after a kill are counted neither in the steps nor in the time
     return write_results(run_dir, spec, evaluation, model.num_timesteps, model.num_timesteps / wall, wall)
+
+
+def with_replay_exploration(recipe: Recipe, observation_space: gym.Space, seed: int) -> dict[str, Any]:
+    """A copy of the recipe's ``algo_kwargs``; for an off-policy algorithm with an exploration section,
+    with the exploration replay buffer and its settings (the recipe's ``replay_buffer_kwargs`` kept)."""
+    algo_kwargs = dict(recipe.algo_kwargs)
+    if recipe.exploration is not None and issubclass(ALGORITHMS[recipe.algo], OffPolicyAlgorithm):
+        bonus_kwargs = replay_exploration_kwargs(recipe.exploration, observation_space, seed)
+        bonus_kwargs["replay_buffer_kwargs"].update(algo_kwargs.get("replay_buffer_kwargs") or {})
+        algo_kwargs.update(bonus_kwargs)
+    return algo_kwargs
+
+
+def restore_replay(
+    model: OffPolicyAlgorithm, recipe: Recipe, run_dir: Path, seed: int
+) -> ReplayExplorationCallback | None:
+    """Resuming an off-policy run: load its replay buffer (``replay.npz``) into ``model``'s fresh one and,
+    with an exploration section, its module; returns the module's callback (None without one)."""
+    assert model.replay_buffer is not None  # an off-policy model builds its buffer with the model
+    load_replay(model.replay_buffer, run_dir / REPLAY_FILE)
+    if recipe.exploration is None:
+        return None
+    restore_module(model, run_dir / EXPLORATION_DIR, seed=seed)
+    return ReplayExplorationCallback()
 
 
 def pretrained_checkpoint(spec: RunSpec, recipe: Recipe, run_dir: Path) -> Path | None:

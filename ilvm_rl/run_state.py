@@ -3,11 +3,12 @@ pickle, and the run's logs cut back to it when a run resumes.
 
 Why a pair: a model that has trained for more steps than its exploration module (or fewer) trains on
 bonuses of another time, without a word. So a checkpoint is first written whole into
-``checkpoint.partial/`` (``model.zip``, ``exploration/`` and last ``checkpoint.json``, the mark that
-the rest is complete), then moved into the run folder. A kill while the pending pair is written leaves
-the previous pair untouched (the incomplete one is thrown away); a kill while it is moved in is
-finished by the next resume (the mark says the pending pair is whole). ``checkpoint.json`` records the
-step count that the model's zip and the module's ``settings.json`` must both carry.
+``checkpoint.partial/`` (``model.zip``, ``exploration/``, an off-policy agent's ``replay.npz``, and
+last ``checkpoint.json``, the mark that the rest is complete), then moved into the run folder. A kill
+while the pending pair is written leaves the previous pair untouched (the incomplete one is thrown
+away); a kill while it is moved in is finished by the next resume (the mark says the pending pair is
+whole). ``checkpoint.json`` records the step count that the model's zip and the module's
+``settings.json`` must both carry.
 
 Why no pickle: SB3's ``load`` unpickles the zip's ``data`` entries, so a run folder from elsewhere
 could run code. The model is rebuilt from the run's recipe, and only its tensors are read
@@ -35,12 +36,16 @@ import numpy as np
 import torch
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.logger import CSVOutputFormat, Logger, TensorBoardOutputFormat
+from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.vec_env import VecNormalize
 
 from ilvm_rl.checkpoint import CheckpointError, read_checkpoint_steps, save_explorer
 from ilvm_rl.exploration.explorer import Explorer
+from ilvm_rl.sb3.replay import save_replay
 
 MODEL_FILE, EXPLORATION_DIR, STATE_FILE = "model.zip", "exploration", "checkpoint.json"
+# an off-policy agent's replay buffer, part of the pair (SB3's model.zip leaves it out)
+REPLAY_FILE = "replay.npz"
 PENDING_DIR = "checkpoint.partial"
 PROGRESS_FILE, STEP_COLUMN = "progress.csv", "time/total_timesteps"
 STATE_VERSION = 1
@@ -92,6 +97,8 @@ def save_pair(run_dir: Path, model: BaseAlgorithm, explorer: Explorer | None, wa
     shutil.rmtree(pending, ignore_errors=True)
     pending.mkdir()
     model.save(pending / MODEL_FILE)
+    if isinstance(model, OffPolicyAlgorithm) and model.replay_buffer is not None:
+        save_replay(model.replay_buffer, pending / REPLAY_FILE)
     if explorer is not None:
         save_explorer(explorer, pending / EXPLORATION_DIR, steps=model.num_timesteps)
     normalizer = model.get_vec_normalize_env()
@@ -111,7 +118,7 @@ def save_pair(run_dir: Path, model: BaseAlgorithm, explorer: Explorer | None, wa
 def _move_in(run_dir: Path) -> None:
     """Move a complete pending pair into the run folder; safe to repeat after a kill at any point."""
     pending = run_dir / PENDING_DIR
-    for name in (MODEL_FILE, EXPLORATION_DIR):
+    for name in (MODEL_FILE, EXPLORATION_DIR, REPLAY_FILE):
         if (pending / name).exists():
             if (pending / name).is_dir():
                 shutil.rmtree(run_dir / name, ignore_errors=True)

@@ -7,7 +7,7 @@ the bonus of each rollout.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Literal
@@ -18,7 +18,7 @@ from gymnasium import spaces
 
 from ilvm_rl.exploration.bonus import BonusModel, BonusScore, ILVMBonus, TransitionTarget
 from ilvm_rl.exploration.icm import ICMBonus
-from ilvm_rl.exploration.normalisation import ReturnScaler
+from ilvm_rl.exploration.normalisation import ReturnScaler, RunningMeanStd
 from ilvm_rl.exploration.rnd import RNDBonus
 from ilvm_rl.exploration.spaces import ActionEncoder, Observation, ObservationFlattener, step_batch
 from ilvm_rl.exploration.store import TransitionBatch, TransitionStore
@@ -78,6 +78,11 @@ class ExplorationConfig:
             ``s'`` scaled like the observations. Noise that does not depend on the state (a TV) has
             one distribution everywhere as ``next_obs``, so it is learned at once; as ``delta`` the
             model must also cancel the previous step's noise.
+        train_every: off-policy agents (:class:`ilvm_rl.sb3.replay.ExplorationReplayBuffer`): the
+            bonus model takes one gradient step on every ``train_every``-th batch the agent samples
+            from its replay (the on-policy settings ``store_capacity``, ``batch_size``,
+            ``updates_per_rollout``, ``recent_fraction``, ``ext_coef`` and ``int_gae_lambda`` are
+            not read there).
         model: the ILVM's settings (for ``rnd`` and ``icm``, only ``hidden_sizes`` is read).
     """
 
@@ -104,6 +109,7 @@ class ExplorationConfig:
     ensemble_bottleneck_dim: int = 0
     ensemble_bottleneck_weight: float = 0.001
     transition_target: TransitionTarget = "delta"
+    train_every: int = 1
     model: ModelConfig = field(default_factory=ModelConfig)
 
     def __post_init__(self) -> None:
@@ -119,7 +125,7 @@ class ExplorationConfig:
             raise ValueError(f"ext_coef and int_coef must be >= 0, got {self.ext_coef} and {self.int_coef}")
         if not 0.0 <= self.recent_fraction <= 1.0:
             raise ValueError(f"recent_fraction must lie in [0, 1], got {self.recent_fraction}")
-        for name in ("store_capacity", "batch_size", "rnd_output_dim", "icm_feature_dim"):
+        for name in ("store_capacity", "batch_size", "rnd_output_dim", "icm_feature_dim", "train_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if not 0.0 < self.icm_forward_weight < 1.0:
@@ -196,6 +202,9 @@ class Explorer:
         action_space: the environment's action space.
         n_envs: number of parallel environments feeding :meth:`observe`.
         seed: seeds the model's initial weights and the module's random streams.
+        own_replay: keep a replay of its own, fed by :meth:`observe` (on-policy agents); an
+            off-policy agent's replay buffer hands the module its batches instead
+            (:meth:`score_rollout`, :meth:`train_on`), so the transitions are not stored twice.
     """
 
     def __init__(
@@ -205,6 +214,7 @@ class Explorer:
         action_space: spaces.Space,
         n_envs: int,
         seed: int = 0,
+        own_replay: bool = True,
     ):
         self.config = config
         self.observation_space = observation_space
@@ -219,13 +229,19 @@ class Explorer:
                 self.flattener.flat_space, config.learning_rate, epochs=4, batch_size=config.batch_size
             )
         self.rng = np.random.default_rng(seed)
-        self.store = TransitionStore(
-            config.store_capacity,
-            self.flattener.layout.dim,
-            self.action_encoder.raw_dim,
-            self.flattener.flat_space.dtype,
+        self.store = (
+            TransitionStore(
+                config.store_capacity,
+                self.flattener.layout.dim,
+                self.action_encoder.raw_dim,
+                self.flattener.flat_space.dtype,
+            )
+            if own_replay
+            else None
         )
         self.scaler = ReturnScaler(n_envs, config.int_gamma, config.scale_memory)
+        # the raw bonus of the transitions as they arrive: what staying in the stream is worth on average
+        self.raw_reward_stats = RunningMeanStd(memory=config.scale_memory)
         self.steps_since_rollout = 0
         self.int_episode_returns = np.zeros(n_envs, dtype=np.float64)
         self.value_targets: tuple[np.ndarray, np.ndarray] | None = None
@@ -239,6 +255,13 @@ class Explorer:
             yield
             self.torch_rng_state = torch.get_rng_state()
 
+    @property
+    def replay(self) -> TransitionStore:
+        """The module's own replay (see ``own_replay``)."""
+        if self.store is None:
+            raise RuntimeError("this exploration module learns from an agent's replay buffer and keeps none of its own")
+        return self.store
+
     def observe(
         self,
         obs: Observation,
@@ -250,7 +273,7 @@ class Explorer:
         """Record one step of every environment: obs and next_obs as the environments return them
         (arrays ``(n_envs, ...)``, or dicts of them; never normalised by a wrapper the module does not
         know of), actions as the agent produced them, terminated and truncated ``(n_envs,)``."""
-        self.store.add(step_batch(self.flattener, self.action_encoder, obs, actions, next_obs, terminated, truncated))
+        self.replay.add(step_batch(self.flattener, self.action_encoder, obs, actions, next_obs, terminated, truncated))
         self.steps_since_rollout += 1
 
     def discard_partial_rollout(self) -> None:
@@ -278,16 +301,10 @@ class Explorer:
         """
         n_steps = self.steps_since_rollout
         self.steps_since_rollout = 0
-        rollout = self.store.latest(n_steps * self.n_envs)
+        rollout = self.replay.latest(n_steps * self.n_envs)
         start = time.perf_counter()
+        raw, rewards = self.score_rollout(rollout, n_steps)
         with self.own_torch_rng():
-            self.bonus_model.update_statistics(rollout)
-            raw = self.bonus_model.score(rollout).reshape(n_steps, self.n_envs)
-            nonfinite = ~np.isfinite(raw)
-            self.counters["nonfinite_rewards"] += int(nonfinite.sum())
-            raw[nonfinite] = 0.0
-            rewards = self.scaler.scale(raw)
-            rewards[~np.isfinite(rewards)] = 0.0
             values = self.int_critic.values(rollout.obs).reshape(n_steps, self.n_envs)
             last_values = self.int_critic.values(self.flattener.flatten(last_obs, self.n_envs))
         advantages = non_episodic_gae(rewards, values, last_values, self.config.int_gamma, self.config.int_gae_lambda)
@@ -309,6 +326,37 @@ class Explorer:
             metrics["int_return_mean"] = float(np.mean(finished))
         return beta * advantages, metrics
 
+    def score_rollout(self, rollout: TransitionBatch, n_steps: int) -> tuple[np.ndarray, np.ndarray]:
+        """Fold new transitions into the model's input statistics, score them, and scale the scores
+        by the running std of the intrinsic return (whose statistics they update).
+
+        Args:
+            rollout: ``n_steps × n_envs`` transitions in time order, the environments of one step
+                side by side (row ``t·n_envs + i`` is step ``t`` of environment ``i``).
+            n_steps: the steps of the rollout.
+
+        Returns:
+            The raw scores and the scaled rewards, both ``(n_steps, n_envs)`` float32 and finite.
+        """
+        with self.own_torch_rng():
+            self.bonus_model.update_statistics(rollout)
+            raw, finite = self.finite_scores(rollout)
+        self.raw_reward_stats.update(raw[finite])
+        raw = raw.reshape(n_steps, self.n_envs)
+        rewards = self.scaler.scale(raw)
+        rewards[~np.isfinite(rewards)] = 0.0
+        return raw, rewards
+
+    def finite_scores(self, batch: TransitionBatch) -> tuple[np.ndarray, np.ndarray]:
+        """Raw scores ``(n,)`` of the current model, a non-finite score set to 0 and counted, and the
+        ``(n,)`` mask of the finite ones. Call it on the module's torch stream (:meth:`own_torch_rng`):
+        some scores draw samples."""
+        raw = self.bonus_model.score(batch)
+        finite = np.isfinite(raw)
+        self.counters["nonfinite_rewards"] += int((~finite).sum())
+        raw[~finite] = 0.0
+        return raw, finite
+
     def _int_returns_of_finished_episodes(self, rewards: np.ndarray, rollout: TransitionBatch) -> list[float]:
         ends = (rollout.terminated | rollout.truncated).reshape(rewards.shape)
         finished: list[float] = []
@@ -323,11 +371,31 @@ class Explorer:
         latest transitions with the whole replay, and fit ``V_int`` to the latest rollout's intrinsic
         returns; returns mean losses and timings."""
         start = time.perf_counter()
+        store = self.replay
+        batches = (
+            store.sample(self.config.batch_size, self.rng, recent, self.config.recent_fraction)
+            for _ in range(self.config.updates_per_rollout)
+        )
+        metrics = self.train_on(batches)
+        with self.own_torch_rng():
+            value_metrics = self.int_critic.fit(*self.value_targets, self.rng) if self.value_targets else {}
+        self.value_targets = None
+        metrics.update(value_metrics)
+        metrics["update_time_ms"] = 1000 * (time.perf_counter() - start)
+        metrics["store_size"] = float(store.size)
+        metrics.update({name: float(count) for name, count in self.counters.items()})
+        return metrics
+
+    def train_on(self, batches: Iterable[TransitionBatch]) -> dict[str, float]:
+        """One guarded gradient step of the bonus model per batch, on the module's torch stream.
+
+        Returns:
+            The mean of each loss over the steps taken, as ``loss/<name>`` (empty if all were skipped).
+        """
         totals: dict[str, float] = {}
         taken = 0
         with self.own_torch_rng():
-            for _ in range(self.config.updates_per_rollout):
-                batch = self.store.sample(self.config.batch_size, self.rng, recent, self.config.recent_fraction)
+            for batch in batches:
                 step_metrics = self.bonus_model.train_step(batch)
                 if step_metrics is None:
                     self.counters["skipped_updates"] += 1
@@ -335,11 +403,4 @@ class Explorer:
                 taken += 1
                 for name, value in step_metrics.items():
                     totals[name] = totals.get(name, 0.0) + value
-            value_metrics = self.int_critic.fit(*self.value_targets, self.rng) if self.value_targets else {}
-        self.value_targets = None
-        metrics = {f"loss/{name}": value / taken for name, value in totals.items()} if taken else {}
-        metrics.update(value_metrics)
-        metrics["update_time_ms"] = 1000 * (time.perf_counter() - start)
-        metrics["store_size"] = float(self.store.size)
-        metrics.update({name: float(count) for name, count in self.counters.items()})
-        return metrics
+        return {f"loss/{name}": value / taken for name, value in totals.items()} if taken else {}

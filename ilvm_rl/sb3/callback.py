@@ -149,7 +149,9 @@ class ExplorationCallback(BaseCallback):
     def _init_callback(self) -> None:
         if not isinstance(self.model, OnPolicyAlgorithm):
             raise TypeError(
-                f"ExplorationCallback supports on-policy algorithms (PPO, A2C), got {type(self.model).__name__}"
+                f"ExplorationCallback supports on-policy algorithms (PPO, A2C), got {type(self.model).__name__}; "
+                f"off-policy ones (DQN, SAC, TD3) take the bonus through their replay buffer: "
+                f"replay_buffer_class=ilvm_rl.sb3.ExplorationReplayBuffer"
             )
         env = self.training_env
         if self.explorer is None:
