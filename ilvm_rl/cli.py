@@ -27,7 +27,19 @@ from ilvm_rl.config import ConfigError, make_folder
 from ilvm_rl.exploration.spaces import UnsupportedSpaceError
 from ilvm_rl.recipes import check_env_id, file_stem, load_recipe, recipe_names
 from ilvm_rl.representation.pretrain import pretrain
-from ilvm_rl.run import RunSpec, load_agent, make_run_dir, observation_wrapper, resume, train
+from ilvm_rl.run import (
+    MODEL_FILE,
+    RunSpec,
+    evaluate,
+    is_kept,
+    load_agent,
+    make_run_dir,
+    observation_wrapper,
+    read_run_spec,
+    resume,
+    reward_threshold,
+    train,
+)
 from ilvm_rl.world_model import markdown_table as world_model_table
 from ilvm_rl.world_model import run_benchmark as run_world_model_benchmark
 
@@ -173,6 +185,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--window", type=int, metavar="STEPS", help=f"with --goal-rate: steps per window (default {GOAL_RATE_WINDOW:,})"
     )
 
+    eval_parser = commands.add_parser(
+        "evaluate", help="evaluate the final policy of run folders again, arg-max or sampled"
+    )
+    eval_parser.add_argument("run_dirs", nargs="+", type=Path, metavar="RUN_DIR")
+    eval_parser.add_argument(
+        "--policy",
+        choices=("sampled", "argmax"),
+        default="sampled",
+        help="sample actions as in training (default) or take the most probable one",
+    )
+    eval_parser.add_argument("--episodes", type=int, help="evaluation episodes (default: the recipe's)")
+
     world_parser = commands.add_parser(
         "world-model", help="fit the ILVM trajectory model and two reference models; score their sampled futures"
     )
@@ -222,6 +246,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             pretrain_command(args)
         elif args.command == "plot":
             plot(args)
+        elif args.command == "evaluate":
+            evaluate_command(args)
     except USER_ERRORS as error:
         # one line, whatever the message quotes (a YAML parser's report spans several)
         print(f"ilvm-rl: error: {' '.join(str(error).split())}", file=sys.stderr)
@@ -275,6 +301,25 @@ def plot(args: argparse.Namespace) -> None:
         raise ConfigError("--window sets the window of --goal-rate; add --goal-rate")
     else:
         print(f"wrote {plot_run_dirs(args.out or Path('curves.png'), args.run_dirs)}")
+
+
+def evaluate_command(args: argparse.Namespace) -> None:
+    """``ilvm-rl evaluate``: one JSON line per run folder with the final evaluation under the chosen
+    policy (the run's own ``eval.json`` is left as it is)."""
+    if args.episodes is not None and args.episodes < 1:
+        raise ConfigError(f"--episodes must be >= 1, got {args.episodes}")
+    for run_dir in args.run_dirs:
+        spec, recipe = read_run_spec(run_dir)
+        recipe = dataclasses.replace(
+            recipe,
+            eval_deterministic=args.policy == "argmax",
+            eval_episodes=args.episodes or recipe.eval_episodes,
+        )
+        agent = load_agent(run_dir / MODEL_FILE, spec.env_id, recipe, spec.seed)
+        result = evaluate(agent, spec.env_id, spec.seed, recipe)
+        threshold = spec.threshold if spec.threshold is not None else reward_threshold(spec.env_id)
+        row = {"run": str(run_dir), "policy": args.policy, "mean_return": result["mean_return"]}
+        print(json.dumps({**row, "kept": is_kept(result["mean_return"], threshold)}))
 
 
 def sampled_actions(agent: Any, obs: Any) -> Any:

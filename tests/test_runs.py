@@ -67,6 +67,38 @@ def test_cli_train_writes_a_complete_run_folder(tmp_path: Path) -> None:
         assert tag in progress
 
 
+def test_cli_evaluates_a_finished_run_again_with_either_policy(tmp_path: Path, capsys) -> None:
+    assert (
+        main(
+            [
+                "train",
+                "--agent",
+                "ppo",
+                "--env",
+                "MountainCar-v0",
+                "--steps",
+                "64",
+                "--runs-dir",
+                str(tmp_path),
+                *FAST_FLAGS,
+            ]
+        )
+        == 0
+    )
+    run_dir = only_run(tmp_path)
+    capsys.readouterr()
+    assert main(["evaluate", str(run_dir), "--policy", "argmax", "--episodes", "1"]) == 0
+    row = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    # the arg-max policy again, on the same evaluation env: the return the run's eval.json holds
+    assert (
+        row["policy"] == "argmax"
+        and row["mean_return"] == json.loads((run_dir / "eval.json").read_text())["returns"][0]
+    )
+    assert row["kept"] is (row["mean_return"] >= -110)
+    assert main(["evaluate", str(run_dir), "--episodes", "0"]) == 2
+    assert "--episodes must be >= 1" in capsys.readouterr().err
+
+
 def test_cli_rejects_bad_input_before_writing_anything(tmp_path: Path, capsys) -> None:
     assert main(["train", "--agent", "nope", "--env", "MountainCar-v0", "--runs-dir", str(tmp_path)]) == 2
     assert "unknown agent 'nope'" in capsys.readouterr().err
