@@ -37,6 +37,7 @@ import torch
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.logger import CSVOutputFormat, Logger, TensorBoardOutputFormat
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
+from stable_baselines3.common.save_util import recursive_getattr
 from stable_baselines3.common.vec_env import VecNormalize
 
 from ilvm_rl.checkpoint import CheckpointError, read_checkpoint_steps, save_explorer
@@ -193,14 +194,19 @@ def load_weights(model: BaseAlgorithm, path: Path) -> None:
     Raises:
         CheckpointError: the zip is unreadable or truncated, or its tensors do not fit ``model``.
     """
-    names = model._get_torch_save_params()[0]
+    state_dict_names, variable_names = model._get_torch_save_params()
+
+    def read(archive: zipfile.ZipFile, name: str) -> Any:
+        return torch.load(io.BytesIO(archive.read(f"{name}.pth")), map_location="cpu", weights_only=True)
+
     try:
         with zipfile.ZipFile(path) as archive:
-            params = {
-                name: torch.load(io.BytesIO(archive.read(f"{name}.pth")), map_location="cpu", weights_only=True)
-                for name in names
-            }
+            params = {name: read(archive, name) for name in state_dict_names}
+            # tensors that are no module's parameters, such as SAC's learned log entropy coefficient
+            variables = read(archive, "pytorch_variables") if variable_names else {}
         model.set_parameters(params, exact_match=True, device="cpu")
+        for name in variable_names:
+            recursive_getattr(model, name).data.copy_(variables[name])
     except (OSError, zipfile.BadZipFile, KeyError, RuntimeError, ValueError, pickle.UnpicklingError) as error:
         raise CheckpointError(
             f"{path}: cannot load the model's weights ({type(error).__name__}: {str(error).splitlines()[0]}); "

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 from fast import FAST, FAST_FLAGS
-from stable_baselines3 import PPO
+from stable_baselines3 import PPO, SAC
 from tensorboard.compat.proto.event_pb2 import Event
 
 from ilvm_rl.checkpoint import read_checkpoint_steps
@@ -105,6 +105,17 @@ def test_resume_calls_no_pickle_and_keeps_every_log_row(tmp_path: Path, monkeypa
     assert results["steps_per_second"] == pytest.approx(512 / results["wall_time_s"])
     assert zip_steps(run_dir / "model.zip") == read_checkpoint_steps(run_dir / "exploration") == 512
     assert (run_dir / "command.txt").read_text().splitlines()[1].startswith("ilvm-rl train --resume")
+
+
+def test_sacs_learned_entropy_coefficient_comes_back_with_the_weights(tmp_path: Path) -> None:
+    trained = SAC("MlpPolicy", "Pendulum-v1", learning_starts=0, device="cpu", seed=0)
+    trained.learn(64)  # the automatic entropy coefficient moves away from its start at 1
+    trained.save(tmp_path / "model.zip")
+    rebuilt = SAC("MlpPolicy", "Pendulum-v1", device="cpu", seed=1)
+    assert not torch.equal(rebuilt.log_ent_coef, trained.log_ent_coef)
+    load_weights(rebuilt, tmp_path / "model.zip")
+    torch.testing.assert_close(rebuilt.log_ent_coef, trained.log_ent_coef)
+    assert rebuilt.log_ent_coef.requires_grad  # still the tensor its optimiser steps
 
 
 def test_the_rebuilt_model_has_the_saved_weights_and_optimiser_state(tmp_path: Path) -> None:
