@@ -410,7 +410,9 @@ def load_agent(path: Path, env_id: str, recipe: Recipe, seed: int = 0) -> BaseAl
         raise ConfigError(f"{path}: no such model file")
     if (path.parent / CONFIG_FILE).is_file():
         recipe = read_run_spec(path.parent)[1]
-    env = make_vec_env(env_id, n_envs=1, seed=seed, wrapper_class=observation_wrapper(env_id, recipe))
+    env = make_vec_env(
+        partial(gym.make, env_id), n_envs=1, seed=seed, wrapper_class=observation_wrapper(env_id, recipe)
+    )
     model = build_model(RunSpec(str(path), env_id, seed, 1), recipe, env)
     load_weights(model, path)
     return model
@@ -428,7 +430,9 @@ def _build(
         probe.close()
         check_spaces(spec.env_id, probe.observation_space, probe.action_space, recipe)
         env = make_vec_env(
-            spec.env_id,
+            # a callable, not the id: given an id, SB3 asks for render_mode="rgb_array", which
+            # tasks that render text (or nothing) warn about in every env of every run
+            partial(gym.make, spec.env_id),
             n_envs=recipe.n_envs,
             seed=spec.seed,
             monitor_dir=str(monitor),
