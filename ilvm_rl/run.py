@@ -29,6 +29,7 @@ import shlex
 import shutil
 import sys
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
@@ -413,7 +414,10 @@ def load_agent(path: Path, env_id: str, recipe: Recipe, seed: int = 0) -> BaseAl
     env = make_vec_env(
         partial(gym.make, env_id), n_envs=1, seed=seed, wrapper_class=observation_wrapper(env_id, recipe)
     )
-    model = build_model(RunSpec(str(path), env_id, seed, 1), recipe, env)
+    with warnings.catch_warnings():
+        # PPO warns that one env's rollout does not split into the recipe's minibatches: this agent only acts
+        warnings.filterwarnings("ignore", message="You have specified a mini-batch size")
+        model = build_model(RunSpec(str(path), env_id, seed, 1), recipe, env)
     load_weights(model, path)
     return model
 
