@@ -11,7 +11,7 @@ Usage::
 
     model = TrajectoryModel(env.observation_space, env.action_space, TrajectoryConfig(horizon=3))
     model.update_statistics(store.state()["next_obs"])
-    model.fit(store, steps=3_000, batch_size=256, stride=n_envs, rng=np.random.default_rng(0))
+    model.fit(store, fit_steps=3_000, batch_size=256, stride=n_envs, rng=np.random.default_rng(0))
     futures = model.sample(obs, plan, k=10)  # (10, n, 3, obs_dim), in observation units
 """
 
@@ -131,9 +131,9 @@ class TrajectoryModel(nn.Module):
         return self.optims.step(self.loss(segments))
 
     def fit(
-        self, store: TransitionStore, steps: int, batch_size: int, stride: int, rng: np.random.Generator
+        self, store: TransitionStore, fit_steps: int, batch_size: int, stride: int, rng: np.random.Generator
     ) -> dict[str, float]:
-        """``steps`` gradient steps on segments drawn uniformly from ``store``.
+        """``fit_steps`` gradient steps on segments drawn uniformly from ``store``.
 
         Args:
             stride: the parallel environments that filled the store (one row each per step).
@@ -144,7 +144,7 @@ class TrajectoryModel(nn.Module):
         """
         horizon = self.config.horizon
         metrics, skipped = average_steps(
-            self.train_step(store.sample_segments(batch_size, horizon, stride, rng)) for _ in range(steps)
+            self.train_step(store.sample_segments(batch_size, horizon, stride, rng)) for _ in range(fit_steps)
         )
         return {**metrics, "skipped_updates": float(skipped)}
 

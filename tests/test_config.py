@@ -7,10 +7,10 @@ import pytest
 from gymnasium import spaces
 
 from ilvm_rl import ExplorationConfig, Explorer
-from ilvm_rl.exploration import DisagreementConfig, ICMConfig, ILVMScoreConfig, RNDConfig
-from ilvm_rl.model import ModelConfig
 from ilvm_rl.config import ConfigError, from_dict, to_dict
 from ilvm_rl.data.spaces import UnsupportedSpaceError
+from ilvm_rl.exploration import DisagreementConfig, ICMConfig, ILVMScoreConfig, RNDConfig
+from ilvm_rl.model import ModelConfig
 from ilvm_rl.recipes import load_recipe, recipe_names
 
 

@@ -20,7 +20,11 @@ from ilvm_rl.exploration.streams import non_episodic_gae
 
 TINY_MODEL = ModelConfig(objectives=("energy", "elbo"), latent_dim=2, hidden_sizes=(16,), n_samples=4)
 TINY = ExplorationConfig(
-    bonus=ILVMScoreConfig(score="excess_error"), store_capacity=1000, batch_size=32, updates_per_rollout=1, model=TINY_MODEL
+    bonus=ILVMScoreConfig(score="excess_error"),
+    store_capacity=1000,
+    batch_size=32,
+    updates_per_rollout=1,
+    model=TINY_MODEL,
 )
 
 
@@ -238,9 +242,7 @@ def test_settings_may_come_as_a_plain_mapping_with_bad_keys_named() -> None:
 def test_algorithms_and_action_spaces_train_with_the_bonus(algo, action_space, bonus) -> None:
     env = make_vec_env(lambda: CounterEnv(length=4, action_space=action_space), n_envs=2, seed=0)
     model = algo("MlpPolicy", env, n_steps=8, seed=0, policy_kwargs={"net_arch": [8]}, device="cpu")
-    config = ExplorationConfig(
-        bonus=bonus, store_capacity=100, batch_size=16, updates_per_rollout=1, model=TINY_MODEL
-    )
+    config = ExplorationConfig(bonus=bonus, store_capacity=100, batch_size=16, updates_per_rollout=1, model=TINY_MODEL)
     callback = ExplorationCallback(config, seed=0)
     model.learn(48, callback=callback)
     assert callback.explorer.store.size == 48

@@ -19,8 +19,8 @@ from toy_envs import CounterEnv, ImageEnv
 from ilvm_rl import ExplorationCallback, ExplorationConfig, ModelConfig
 from ilvm_rl.checkpoint import CheckpointError
 from ilvm_rl.config import ConfigError
-from ilvm_rl.exploration import RNDConfig
 from ilvm_rl.data.replay import TransitionBatch
+from ilvm_rl.exploration import RNDConfig
 from ilvm_rl.sb3 import replay
 from ilvm_rl.sb3.replay import (
     ExplorationDictReplayBuffer,

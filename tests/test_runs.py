@@ -12,8 +12,8 @@ from fast import FAST, FAST_FLAGS
 from safetensors.numpy import load_file
 
 from ilvm_rl.checkpoint import CheckpointError
-from ilvm_rl.exploration.checkpoint import load_explorer
 from ilvm_rl.cli import main
+from ilvm_rl.exploration.checkpoint import load_explorer
 from ilvm_rl.run import RunSpec, steps_to_threshold, train
 
 

@@ -65,7 +65,7 @@ def test_trajectory_model_learns_and_round_trips_through_its_checkpoint(tmp_path
             return float(model.loss(segments).metrics["energy"])
 
     untrained = held_out_energy()
-    metrics = model.fit(store, steps=300, batch_size=128, stride=4, rng=np.random.default_rng(0))
+    metrics = model.fit(store, fit_steps=300, batch_size=128, stride=4, rng=np.random.default_rng(0))
     assert metrics["skipped_updates"] == 0.0 and "loss/energy" in metrics
     assert held_out_energy() < 0.5 * untrained
 
