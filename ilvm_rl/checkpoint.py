@@ -98,6 +98,24 @@ def read_settings(folder: str | Path, kind: str, format_version: int) -> dict[st
     return settings
 
 
+def check_spaces(folder: str | Path, settings: dict[str, Any], **expected: spaces.Space) -> None:
+    """Refuse a checkpoint built for other spaces.
+
+    Args:
+        settings: the checkpoint's settings, which describe each space under its key.
+        expected: the spaces of the environment by key, e.g. ``observation_space=env.observation_space``.
+
+    Raises:
+        CheckpointError: naming the key, the checkpoint's space and the environment's.
+    """
+    for key, space in expected.items():
+        if settings.get(key) != describe_space(space):
+            raise CheckpointError(
+                f"{Path(folder) / SETTINGS_FILE}: {key} of the checkpoint is {settings.get(key)}, "
+                f"but the environment's is {describe_space(space)}"
+            )
+
+
 def read_tensors(folder: str | Path) -> dict[str, torch.Tensor]:
     """The tensors of a checkpoint folder.
 

@@ -29,6 +29,7 @@ from torch import nn
 from ilvm_rl.checkpoint import (
     SETTINGS_FILE,
     CheckpointError,
+    check_spaces,
     describe_space,
     read_settings,
     read_tensors,
@@ -190,12 +191,7 @@ class TrajectoryModel(nn.Module):
         """
         settings_path = Path(folder) / SETTINGS_FILE
         settings = read_settings(folder, KIND, FORMAT_VERSION)
-        for key, space in (("observation_space", observation_space), ("action_space", action_space)):
-            if settings.get(key) != describe_space(space):
-                raise CheckpointError(
-                    f"{settings_path}: {key} of the checkpoint is {settings.get(key)}, "
-                    f"but the environment's is {describe_space(space)}"
-                )
+        check_spaces(folder, settings, observation_space=observation_space, action_space=action_space)
         try:
             config = from_dict(TrajectoryConfig, settings["trajectory"], f"{settings_path}: trajectory")
         except (ConfigError, KeyError) as error:

@@ -18,6 +18,7 @@ from gymnasium import spaces
 from ilvm_rl.checkpoint import (
     SETTINGS_FILE,
     CheckpointError,
+    check_spaces,
     describe_space,
     read_json,
     read_settings,
@@ -142,12 +143,7 @@ def load_explorer(
     """
     settings_path = Path(folder) / SETTINGS_FILE
     settings = read_settings(folder, KIND, FORMAT_VERSION)
-    for key, space in (("observation_space", observation_space), ("action_space", action_space)):
-        if settings.get(key) != describe_space(space):
-            raise CheckpointError(
-                f"{settings_path}: {key} of the checkpoint is {settings.get(key)}, "
-                f"but the environment's is {describe_space(space)}"
-            )
+    check_spaces(folder, settings, observation_space=observation_space, action_space=action_space)
     try:
         config = from_dict(ExplorationConfig, settings["exploration"], f"{settings_path}: exploration")
         n_envs = n_envs or int(settings["n_envs"])
