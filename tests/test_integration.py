@@ -249,6 +249,30 @@ def test_algorithms_and_action_spaces_train_with_the_bonus(algo, action_space, b
     assert np.all(np.isfinite(model.rollout_buffer.rewards))
 
 
+def test_the_adversarial_objective_trains_its_critic_through_the_module_and_its_checkpoint(tmp_path) -> None:
+    """The ``adversarial`` objective end to end: a PPO run whose latent-surprise bonus reads the posterior
+    that the critic trains, and a checkpoint that keeps the critic's optimiser."""
+    env = make_vec_env(CounterEnv, n_envs=2, seed=0)
+    model = PPO("MlpPolicy", env, n_steps=8, seed=0, policy_kwargs={"net_arch": [8]}, device="cpu")
+    adversarial = ModelConfig(objectives=("adversarial",), latent_dim=2, hidden_sizes=(16,), critic_hidden_sizes=(16,))
+    config = ExplorationConfig(
+        bonus=ILVMScoreConfig(score="latent_surprise"), store_capacity=100, batch_size=16, model=adversarial
+    )
+    callback = ExplorationCallback(config, seed=0)
+    model.learn(32, callback=callback)
+    metrics = callback.explorer.update(recent=16)
+    assert {"loss/critic", "loss/generator", "loss/r1"} <= set(metrics) and metrics["skipped_updates"] == 0
+    assert set(callback.explorer.bonus_model.optimisers()) == {"model", "critic"}
+    callback.save(tmp_path / "module")
+    loaded = ExplorationCallback.load(tmp_path / "module", model).explorer
+    assert loaded is not None
+    critic, restored = callback.explorer.bonus_model.optims.critic, loaded.bonus_model.optims.critic
+    assert critic is not None and restored is not None
+    for before, after in zip(critic.params, restored.params, strict=True):
+        assert torch.equal(before, after)
+        assert torch.equal(critic.optimizer.state[before]["exp_avg"], restored.optimizer.state[after]["exp_avg"])
+
+
 def test_off_policy_algorithms_are_refused_with_a_clear_error() -> None:
     from stable_baselines3 import DQN
 

@@ -1,4 +1,4 @@
-"""The intrinsic reward stream: its value function and its advantages.
+"""The intrinsic reward stream: its scale, its value function and its advantages.
 
 The bonus never enters the task's rewards. It forms a second stream, as in the RND paper: its return
 is non-episodic (no episode end, terminal or time limit, cuts it, since novelty does not stop when an
