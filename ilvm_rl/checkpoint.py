@@ -1,9 +1,9 @@
-"""Checkpoints of the exploration module: tensors in safetensors, settings in JSON, no pickle.
+"""Checkpoint folders of every module: tensors in safetensors, settings in JSON, no pickle.
 
-A checkpoint folder holds ``weights.safetensors`` (bonus model, intrinsic value function and their
-optimisers, running statistics, the replay unless the module learns from an off-policy agent's replay
-buffer, the module's random stream) and ``settings.json`` (format version, module settings, the spaces
-it was built for, whether it keeps a replay of its own).
+A checkpoint folder holds ``weights.safetensors`` and ``settings.json``; the settings carry a
+``format_version`` and whatever the module needs to rebuild itself (its settings, the spaces it was
+built for). The exploration module, the representation's state model and the trajectory model each
+decide what goes in; this module writes and reads the two files.
 """
 
 from __future__ import annotations
@@ -12,19 +12,11 @@ import json
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from gymnasium import spaces
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from ilvm_rl.config import ConfigError, from_dict, to_dict
-from ilvm_rl.exploration.bonus import BonusModel
-from ilvm_rl.exploration.explorer import ExplorationConfig, Explorer
-from ilvm_rl.exploration.streams import IntrinsicCritic
-
-# 2: the intrinsic value function, the module's torch random stream, statistics by part
-FORMAT_VERSION = 2
 WEIGHTS_FILE, SETTINGS_FILE = "weights.safetensors", "settings.json"
 
 
@@ -51,152 +43,87 @@ def describe_space(space: spaces.Space) -> dict[str, Any]:
     return {"type": type(space).__name__, "repr": repr(space)}
 
 
-def _trained_parts(explorer: Explorer) -> dict[str, BonusModel | IntrinsicCritic]:
-    """The module's networks by checkpoint prefix; each has weights, optimisers and statistics."""
-    return {"model": explorer.bonus_model, "int_value": explorer.int_critic}
-
-
-def _arrays(explorer: Explorer) -> dict[str, torch.Tensor]:
-    tensors: dict[str, torch.Tensor] = {}
-    numpy_state: dict[str, np.ndarray] = {}
-    for prefix, part in _trained_parts(explorer).items():
-        tensors.update({f"{prefix}.{k}": v.detach().clone() for k, v in part.state_dict().items()})
-        for name, optim in part.optimisers().items():
-            for index, state in optim.optimizer.state_dict()["state"].items():
-                for key, value in state.items():
-                    tensors[f"optim.{name}.{index}.{key}"] = torch.as_tensor(value).clone()
-        for name, stats in part.statistics().items():
-            numpy_state.update({f"stats.{prefix}.{name}.{k}": v for k, v in stats.state().items()})
-    numpy_state.update({f"scaler.{k}": v for k, v in explorer.scaler.state().items()})
-    numpy_state.update({f"stats.raw_reward.{k}": v for k, v in explorer.raw_reward_stats.state().items()})
-    if explorer.store is not None:
-        numpy_state.update({f"store.{k}": v for k, v in explorer.store.state().items()})
-    numpy_state["int_episode_returns"] = explorer.int_episode_returns
-    tensors.update({k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in numpy_state.items()})
-    tensors["torch_rng_state"] = explorer.torch_rng_state.clone()
-    return tensors
-
-
-def save_explorer(explorer: Explorer, folder: str | Path, steps: int | None = None) -> Path:
-    """Write ``explorer`` to ``folder`` (created if needed); returns the folder.
-
-    Args:
-        steps: the agent's step count, recorded so that a run can tell whether model and module
-            were saved together (:func:`read_checkpoint_steps`).
-    """
+def write_checkpoint(folder: str | Path, tensors: dict[str, torch.Tensor], settings: dict[str, Any]) -> Path:
+    """Write ``tensors`` and the JSON-able ``settings`` to ``folder`` (created if needed); returns it."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    settings = {
-        "format_version": FORMAT_VERSION,
-        "exploration": to_dict(explorer.config),
-        "observation_space": describe_space(explorer.observation_space),
-        "action_space": describe_space(explorer.action_space),
-        "n_envs": explorer.n_envs,
-        "own_replay": explorer.store is not None,
-        "counters": explorer.counters,
-        "rng_state": explorer.rng.bit_generator.state,
-        "steps": steps,
-    }
-    # write to temporary names first so an interrupted save never leaves a half checkpoint
+    # temporary names first, so that an interrupted save never leaves half a checkpoint
     tmp_weights, tmp_settings = folder / (WEIGHTS_FILE + ".tmp"), folder / (SETTINGS_FILE + ".tmp")
-    save_file({k: v.contiguous() for k, v in _arrays(explorer).items()}, str(tmp_weights))
+    # a copy of each tensor: safetensors refuses tensors that share memory (views, tied weights)
+    save_file({key: value.detach().clone().contiguous() for key, value in tensors.items()}, str(tmp_weights))
     tmp_settings.write_text(json.dumps(settings, indent=2))
     tmp_weights.replace(folder / WEIGHTS_FILE)
     tmp_settings.replace(folder / SETTINGS_FILE)
     return folder
 
 
-def read_checkpoint_steps(folder: str | Path) -> int | None:
-    """The agent's step count recorded with an exploration checkpoint (None when it was saved
-    without one).
+def read_json(path: Path) -> dict[str, Any]:
+    """The JSON object in ``path``.
 
     Raises:
-        CheckpointError: the settings file is missing or not valid JSON.
+        CheckpointError: the file cannot be read, is not valid JSON or holds no object.
     """
-    path = Path(folder) / SETTINGS_FILE
     try:
         settings = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as error:
-        raise CheckpointError(f"{path}: cannot read the exploration checkpoint's settings ({error})") from error
-    steps = settings.get("steps") if isinstance(settings, dict) else None
-    return int(steps) if isinstance(steps, int) else None
+    except OSError as error:
+        raise CheckpointError(f"{path}: cannot read the checkpoint's settings ({error})") from error
+    except json.JSONDecodeError as error:
+        raise CheckpointError(f"{path}: not valid JSON ({error})") from error
+    if not isinstance(settings, dict):
+        raise CheckpointError(f"{path}: expected a JSON object of settings")
+    return settings
 
 
-def _prefixed(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, np.ndarray]:
-    return {k.removeprefix(prefix): v.numpy() for k, v in tensors.items() if k.startswith(prefix)}
+def read_settings(folder: str | Path, kind: str, format_version: int) -> dict[str, Any]:
+    """The settings of a checkpoint folder, after checking that both files are there.
 
-
-def _restore(explorer: Explorer, tensors: dict[str, torch.Tensor], settings: dict[str, Any]) -> None:
-    for prefix, part in _trained_parts(explorer).items():
-        part.load_state_dict(
-            {k.removeprefix(f"{prefix}."): v for k, v in tensors.items() if k.startswith(f"{prefix}.")}
-        )
-        for name, optim in part.optimisers().items():
-            state: dict[int, dict[str, torch.Tensor]] = {}
-            for key, value in tensors.items():
-                if key.startswith(f"optim.{name}."):
-                    index, field = key.removeprefix(f"optim.{name}.").split(".", 1)
-                    state.setdefault(int(index), {})[field] = value
-            groups = optim.optimizer.state_dict()["param_groups"]
-            optim.optimizer.load_state_dict({"state": state, "param_groups": groups})
-        for name, stats in part.statistics().items():
-            stats.load_state(_prefixed(tensors, f"stats.{prefix}.{name}."))
-    scaler_state = _prefixed(tensors, "scaler.")
-    if explorer.n_envs == settings["n_envs"]:
-        explorer.int_episode_returns = tensors["int_episode_returns"].numpy().astype(np.float64)
-    else:  # per-env running returns cannot be mapped onto another number of envs; the scale can
-        scaler_state["returns"] = explorer.scaler.returns
-    explorer.scaler.load_state(scaler_state)
-    raw_reward_state = _prefixed(tensors, "stats.raw_reward.")
-    if raw_reward_state:  # checkpoints written before the off-policy buffer do not keep it
-        explorer.raw_reward_stats.load_state(raw_reward_state)
-    if explorer.store is not None:
-        explorer.store.load_state(_prefixed(tensors, "store."))
-    explorer.torch_rng_state = tensors["torch_rng_state"].clone()
-    explorer.counters.update(settings.get("counters", {}))
-    explorer.rng.bit_generator.state = settings["rng_state"]
-
-
-def load_explorer(
-    folder: str | Path,
-    observation_space: spaces.Space,
-    action_space: spaces.Space,
-    n_envs: int | None = None,
-    seed: int = 0,
-) -> Explorer:
-    """Rebuild an :class:`Explorer` from ``folder`` for an environment with the given spaces.
+    Args:
+        kind: what the checkpoint holds and how it is made, for errors, e.g.
+            ``"representation checkpoint (ilvm-rl pretrain --out)"``.
+        format_version: the only format this reader accepts.
 
     Raises:
-        CheckpointError: the folder lacks a file, the format is unknown, or a space differs.
+        CheckpointError: a file is missing, or the settings are malformed or of another format.
     """
     folder = Path(folder)
-    settings_path, weights_path = folder / SETTINGS_FILE, folder / WEIGHTS_FILE
-    for path in (settings_path, weights_path):
+    settings_path = folder / SETTINGS_FILE
+    for path in (settings_path, folder / WEIGHTS_FILE):
         if not path.is_file():
-            raise CheckpointError(
-                f"{path}: missing; an exploration checkpoint holds {SETTINGS_FILE} and {WEIGHTS_FILE}"
-            )
-    try:
-        settings = json.loads(settings_path.read_text())
-    except json.JSONDecodeError as error:
-        raise CheckpointError(f"{settings_path}: not valid JSON ({error})") from error
-    if not isinstance(settings, dict):
-        raise CheckpointError(f"{settings_path}: expected a JSON object of settings")
-    if settings.get("format_version") != FORMAT_VERSION:
+            raise CheckpointError(f"{path}: missing; a {kind} holds {SETTINGS_FILE} and {WEIGHTS_FILE}")
+    settings = read_json(settings_path)
+    if settings.get("format_version") != format_version:
         raise CheckpointError(
-            f"{settings_path}: format_version {settings.get('format_version')!r}, expected {FORMAT_VERSION}"
+            f"{settings_path}: format_version {settings.get('format_version')!r}, expected {format_version} (a {kind})"
         )
-    for key, space in (("observation_space", observation_space), ("action_space", action_space)):
+    return settings
+
+
+def check_spaces(folder: str | Path, settings: dict[str, Any], **expected: spaces.Space) -> None:
+    """Refuse a checkpoint built for other spaces.
+
+    Args:
+        settings: the checkpoint's settings, which describe each space under its key.
+        expected: the spaces of the environment by key, e.g. ``observation_space=env.observation_space``.
+
+    Raises:
+        CheckpointError: naming the key, the checkpoint's space and the environment's.
+    """
+    for key, space in expected.items():
         if settings.get(key) != describe_space(space):
             raise CheckpointError(
-                f"{settings_path}: {key} of the checkpoint is {settings.get(key)}, "
+                f"{Path(folder) / SETTINGS_FILE}: {key} of the checkpoint is {settings.get(key)}, "
                 f"but the environment's is {describe_space(space)}"
             )
+
+
+def read_tensors(folder: str | Path) -> dict[str, torch.Tensor]:
+    """The tensors of a checkpoint folder.
+
+    Raises:
+        CheckpointError: the weights file is not a safetensors file.
+    """
+    path = Path(folder) / WEIGHTS_FILE
     try:
-        config = from_dict(ExplorationConfig, settings["exploration"], f"{settings_path}: exploration")
-        n_envs = n_envs or int(settings["n_envs"])
-        explorer = Explorer(config, observation_space, action_space, n_envs, seed, settings.get("own_replay", True))
-        _restore(explorer, load_file(str(weights_path)), settings)
-    except (ConfigError, KeyError, TypeError, ValueError, RuntimeError, SafetensorError) as error:
-        raise CheckpointError(f"{folder}: cannot restore the exploration module ({error})") from error
-    return explorer
+        return load_file(str(path))
+    except (OSError, SafetensorError) as error:
+        raise CheckpointError(f"{path}: cannot read the weights ({error})") from error

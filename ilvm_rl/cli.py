@@ -22,9 +22,11 @@ from ilvm_rl.bench import load_suite, run_grid, single_task_suite
 from ilvm_rl.bench.backends import BACKENDS
 from ilvm_rl.bench.plots import GOAL_RATE_WINDOW, plot_goal_rates, plot_run_dirs, runs_by_task
 from ilvm_rl.bench.suite import suite_names
+from ilvm_rl.bench.world_model import markdown_table as world_model_table
+from ilvm_rl.bench.world_model import run_benchmark as run_world_model_benchmark
 from ilvm_rl.checkpoint import CheckpointError
 from ilvm_rl.config import ConfigError, make_folder
-from ilvm_rl.exploration.spaces import UnsupportedSpaceError
+from ilvm_rl.data.spaces import UnsupportedSpaceError
 from ilvm_rl.recipes import check_env_id, file_stem, load_recipe, recipe_names
 from ilvm_rl.representation.pretrain import pretrain
 from ilvm_rl.run import (
@@ -40,8 +42,6 @@ from ilvm_rl.run import (
     reward_threshold,
     train,
 )
-from ilvm_rl.world_model import markdown_table as world_model_table
-from ilvm_rl.world_model import run_benchmark as run_world_model_benchmark
 
 # an env of an optional extra that is not installed (ilvm/DoorKey8x8-v0 without minigrid) is the user's to fix
 USER_ERRORS = (ConfigError, CheckpointError, UnsupportedSpaceError, DependencyNotInstalled)

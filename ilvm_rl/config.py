@@ -1,4 +1,9 @@
-"""Typed settings from plain dicts (YAML, JSON), with errors that name the file and key at fault."""
+"""Typed settings from plain dicts (YAML, JSON), with errors that name the file and key at fault.
+
+A field can hold one of several settings classes, chosen by name, whose keys sit beside it in the
+plain dict (``exploration: {bonus: rnd, output_dim: 64, int_coef: 1.0}``): give the field the
+metadata ``{VARIANTS: {"rnd": RNDConfig, ...}}``. Only the chosen class's keys are accepted.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +20,8 @@ if TYPE_CHECKING:  # importlib.resources.abc is new in Python 3.11; the package 
     from importlib.resources.abc import Traversable
 
 T = TypeVar("T")
+VARIANTS = "variants"
+"""Metadata key of a field whose value is one of several settings classes, by name (see above)."""
 
 
 class ConfigError(ValueError):
@@ -106,14 +113,54 @@ def from_dict(cls: type[T], data: dict[str, Any], where: str) -> T:
     """
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-    unknown = sorted(set(data) - set(fields))
+    kwargs: dict[str, Any] = {}
+    accepted = set(fields)
+    for name, f in fields.items():
+        if VARIANTS in f.metadata:
+            kwargs[name], keys = _variant(name, f, data, where)
+            accepted |= keys
+    unknown = sorted(set(data) - accepted)
     if unknown:
-        raise ConfigError(f"{where}: unknown key {unknown[0]!r}; accepted keys: {', '.join(sorted(fields))}")
-    kwargs = {name: _convert(value, hints[name], f"{where}.{name}") for name, value in data.items()}
+        raise ConfigError(f"{where}: unknown key {unknown[0]!r}; accepted keys: {', '.join(sorted(accepted))}")
+    for name, value in data.items():
+        if name in fields and name not in kwargs:
+            kwargs[name] = _convert(value, hints[name], f"{where}.{name}")
     try:
         return cls(**kwargs)
     except ValueError as error:
         raise ConfigError(f"{where}: {error}") from error
+
+
+def _field_names(cls: Any) -> set[str]:
+    return {f.name for f in dataclasses.fields(cls)}
+
+
+def variant_name(field: dataclasses.Field[Any], value: Any) -> str:
+    """The name under which ``value``'s class is one of the variants of ``field``."""
+    for name, cls in field.metadata[VARIANTS].items():
+        if type(value) is cls:
+            return str(name)
+    raise TypeError(f"{field.name}: {type(value).__name__} is not one of {', '.join(field.metadata[VARIANTS])}")
+
+
+def _variant(name: str, field: dataclasses.Field[Any], data: dict[str, Any], where: str) -> tuple[Any, set[str]]:
+    """The settings class that ``data[name]`` chooses among ``field``'s variants, built from the keys of
+    ``data`` that are its own, and those keys; a key of another variant is refused."""
+    variants: dict[str, type] = field.metadata[VARIANTS]
+    assert field.default_factory is not dataclasses.MISSING, f"{name}: a variant field needs a default_factory"
+    chosen = data.get(name, variant_name(field, field.default_factory()))
+    if chosen not in variants:
+        raise ConfigError(f"{where}.{name}: expected {' or '.join(repr(v) for v in variants)}, got {chosen!r}")
+    own = _field_names(variants[chosen])
+    for other, other_cls in variants.items():
+        foreign = sorted((_field_names(other_cls) - own) & set(data))
+        if foreign:
+            raise ConfigError(
+                f"{where}: key {foreign[0]!r} belongs to {name} {other!r}, not {chosen!r}; "
+                f"{name} {chosen!r} reads {', '.join(sorted(own)) or 'no keys of its own'}"
+            )
+    value: Any = from_dict(variants[chosen], {key: data[key] for key in own if key in data}, where)
+    return value, own
 
 
 def read_yaml_mapping(path: Path, layout: str) -> dict[str, Any]:
@@ -182,7 +229,15 @@ def shipped_or_path(name: str, folder: Traversable, kind: str) -> Path:
 def to_dict(obj: Any) -> Any:
     """A dataclass tree as plain dicts and lists (the inverse of :func:`from_dict`)."""
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+        plain: dict[str, Any] = {}
+        for f in dataclasses.fields(obj):
+            value = getattr(obj, f.name)
+            if VARIANTS in f.metadata:  # the variant's name, and its keys beside it
+                plain[f.name] = variant_name(f, value)
+                plain.update(to_dict(value))
+            else:
+                plain[f.name] = to_dict(value)
+        return plain
     if isinstance(obj, tuple):
         return [to_dict(v) for v in obj]
     if isinstance(obj, dict):

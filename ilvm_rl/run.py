@@ -50,7 +50,7 @@ from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 
 from ilvm_rl.config import ConfigError, from_dict, make_folder
-from ilvm_rl.exploration.spaces import ActionEncoder, ObservationFlattener, UnsupportedSpaceError, has_fixed_scale
+from ilvm_rl.data.spaces import TransitionCodec, UnsupportedSpaceError, has_fixed_scale
 from ilvm_rl.provenance import provenance
 from ilvm_rl.recipes import ALGORITHMS, Recipe, check_env_id, env_spec, file_stem, load_recipe
 from ilvm_rl.representation.extractor import RepresentationCallback, load_pretrained, representation_policy_kwargs
@@ -369,8 +369,7 @@ def check_spaces(env_id: str, observation_space: gym.Space, action_space: gym.Sp
         )
     if recipe.exploration is not None or recipe.representation is not None:
         try:
-            ObservationFlattener(observation_space)
-            ActionEncoder(action_space)
+            TransitionCodec(observation_space, action_space)
         except UnsupportedSpaceError as error:
             raise UnsupportedSpaceError(f"{env_id}: {error}") from error
 

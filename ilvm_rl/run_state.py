@@ -40,7 +40,8 @@ from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.save_util import recursive_getattr
 from stable_baselines3.common.vec_env import VecNormalize
 
-from ilvm_rl.checkpoint import CheckpointError, read_checkpoint_steps, save_explorer
+from ilvm_rl.checkpoint import CheckpointError
+from ilvm_rl.exploration.checkpoint import read_checkpoint_steps, save_explorer
 from ilvm_rl.exploration.explorer import Explorer
 from ilvm_rl.sb3.replay import save_replay
 

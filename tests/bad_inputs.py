@@ -75,6 +75,12 @@ ROWS: list[BadInput] = [
     BadInput("an unknown environment id", _train(env="CartPole-v9"), "unknown environment id 'CartPole-v9'"),
     BadInput("a `module:Name` id whose module is missing", _train(env="nomodule:Env-v0"), "cannot import module"),
     BadInput("an unknown recipe key in `--set`", _train("--set", "exploration.bogus=1"), "unknown key 'bogus'"),
+    BadInput(
+        "a key of another bonus",
+        _train("--set", "exploration.output_dim=32", agent="ppo_ilvm"),
+        "key 'output_dim' belongs to bonus 'rnd', not 'disagreement'",
+    ),
+    BadInput("an unknown bonus", _train("--set", "exploration.bonus=curiosity"), "exploration.bonus: expected 'ilvm'"),
     BadInput("`--set` without `=`", _train("--set", "n_envs"), "expected KEY=VALUE"),
     BadInput("a `--set` value that is not YAML", _train("--set", "n_envs=[1"), "the value is not valid YAML"),
     BadInput("a `--set` key with an empty part", _train("--set", "exploration..coef=1"), "has an empty part"),

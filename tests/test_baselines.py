@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 from gymnasium import spaces
 
-from ilvm_rl.exploration.icm import ICMBonus
-from ilvm_rl.exploration.store import TransitionBatch
+from ilvm_rl.data.replay import TransitionBatch
+from ilvm_rl.data.spaces import TransitionCodec
+from ilvm_rl.exploration.icm import ICMBonus, ICMConfig
 
 MOVES = np.array([[1, 0], [-1, 0], [0, 1], [0, -1]], dtype=np.float32)
 
@@ -21,7 +22,7 @@ def grid_walk(rng: np.random.Generator, n: int) -> TransitionBatch:
 
 def test_icm_losses_fall_on_a_deterministic_toy(rng: np.random.Generator) -> None:
     space = spaces.Box(-1.0, 1.0, (2,), dtype=np.float32)
-    icm = ICMBonus(space, spaces.Discrete(4), hidden_sizes=(32,), feature_dim=8)
+    icm = ICMBonus(TransitionCodec(space, spaces.Discrete(4)), hidden_sizes=(32,), config=ICMConfig(feature_dim=8))
     first = icm.train_step(grid_walk(rng, 128))
     assert first is not None
     for _ in range(300):

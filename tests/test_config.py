@@ -1,13 +1,16 @@
 """Bad recipes, env ids and spaces fail at once with an error naming what is at fault."""
 
+import dataclasses
 from pathlib import Path
 
 import pytest
 from gymnasium import spaces
 
 from ilvm_rl import ExplorationConfig, Explorer
-from ilvm_rl.config import ConfigError, from_dict
-from ilvm_rl.exploration.spaces import UnsupportedSpaceError
+from ilvm_rl.config import ConfigError, from_dict, to_dict
+from ilvm_rl.data.spaces import UnsupportedSpaceError
+from ilvm_rl.exploration import DisagreementConfig, ICMConfig, ILVMScoreConfig, RNDConfig
+from ilvm_rl.model import ModelConfig
 from ilvm_rl.recipes import load_recipe, recipe_names
 
 
@@ -21,8 +24,8 @@ def test_shipped_recipes_resolve_with_the_same_ppo_settings() -> None:
     assert {"ppo", "ppo_rnd", "ppo_ilvm"} <= set(recipe_names())
     resolved = {name: load_recipe(name, "MountainCar-v0")[0] for name in ("ppo", "ppo_rnd", "ppo_ilvm")}
     assert resolved["ppo"].exploration is None
-    assert resolved["ppo_rnd"].exploration.method == "rnd"
-    assert resolved["ppo_ilvm"].exploration.method == "ilvm"
+    assert isinstance(resolved["ppo_rnd"].exploration.bonus, RNDConfig)
+    assert resolved["ppo_ilvm"].exploration.bonus == DisagreementConfig(samples=16, target="next_obs")
     assert len({(r.algo_kwargs.__repr__(), r.n_envs, r.normalize_obs) for r in resolved.values()}) == 1
 
 
@@ -30,6 +33,37 @@ def test_unknown_key_names_the_file_section_and_key(tmp_path: Path) -> None:
     path = write(tmp_path, "extends: ppo\ndefault:\n  exploration:\n    coeff: 2.0\n")
     with pytest.raises(ConfigError, match=r"recipe\.yaml: default\.exploration: unknown key 'coeff'"):
         load_recipe(path, "MountainCar-v0")
+
+
+def test_a_key_of_another_bonus_is_refused_naming_the_file_section_and_bonus(tmp_path: Path) -> None:
+    path = write(tmp_path, "default:\n  exploration: {bonus: rnd, output_dim: 32, samples: 16}\n")
+    with pytest.raises(
+        ConfigError,
+        match=r"recipe\.yaml: default\.exploration: key 'samples' belongs to bonus 'disagreement', not 'rnd'; "
+        r"bonus 'rnd' reads output_dim",
+    ):
+        load_recipe(path, "CartPole-v1")
+    path = write(tmp_path, "default:\n  exploration: {bonus: curiosity}\n")
+    with pytest.raises(ConfigError, match=r"default\.exploration\.bonus: expected 'ilvm' or 'disagreement' or 'rnd'"):
+        load_recipe(path, "CartPole-v1")
+    path = write(tmp_path, "default:\n  exploration: {bonus: icm, forward_weight: 1.5}\n")
+    with pytest.raises(ConfigError, match=r"default\.exploration: forward_weight must lie in \(0, 1\)"):
+        load_recipe(path, "CartPole-v1")
+
+
+@pytest.mark.parametrize(
+    "bonus",
+    [ILVMScoreConfig(score="excess_error", target="next_obs"), DisagreementConfig(size=3), RNDConfig(8), ICMConfig(4)],
+    ids=["ilvm", "disagreement", "rnd", "icm"],
+)
+def test_each_bonus_is_written_flat_beside_its_name_and_read_back(bonus) -> None:
+    config = ExplorationConfig(bonus=bonus, int_coef=0.5, model=ModelConfig(objectives=("energy",)))
+    plain = to_dict(config)
+    own = {field.name for field in dataclasses.fields(bonus)}
+    assert list(plain)[: 1 + len(own)] == ["bonus", *(f.name for f in dataclasses.fields(bonus))]
+    assert from_dict(ExplorationConfig, plain, "x") == config
+    # the default bonus is the state model's novelty, as before the bonus had a name
+    assert from_dict(ExplorationConfig, {}, "x").bonus == ILVMScoreConfig(score="novelty")
 
 
 def test_wrong_type_names_the_key(tmp_path: Path) -> None:
@@ -56,7 +90,9 @@ def test_unknown_agent_and_env_id_suggest_close_names() -> None:
 
 def test_a_score_the_objectives_cannot_give_is_refused() -> None:
     with pytest.raises(ConfigError, match=r"latent_surprise.*posterior"):
-        from_dict(ExplorationConfig, {"score": "latent_surprise", "model": {"objectives": ["energy"]}}, "x")
+        from_dict(
+            ExplorationConfig, {"bonus": "ilvm", "score": "latent_surprise", "model": {"objectives": ["energy"]}}, "x"
+        )
 
 
 @pytest.mark.parametrize(

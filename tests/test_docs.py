@@ -13,6 +13,7 @@ import pytest
 
 from ilvm_rl.bench.suite import Suite
 from ilvm_rl.cli import build_parser, surrounding_section
+from ilvm_rl.exploration import ExplorationConfig
 from ilvm_rl.recipes import Recipe
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -111,6 +112,17 @@ def test_the_reference_renders_each_field_with_type_default_and_docstring_entry(
     assert inner["width"] == ["int", "`3`", "how wide, in `units`; see `Other`."]
     assert inner["kind"][:2] == ["`a` or `b`", "`a`"]
     assert "Keys under `first`, `second`, `many[i]`." in markdown
+
+
+def test_a_variant_field_lists_its_names_and_each_class_sits_beside_its_name() -> None:
+    markdown = hook.config_reference(ExplorationConfig)
+    bonus = table_rows(markdown, "ExplorationConfig")["bonus"]
+    assert (
+        bonus[0].startswith("`ilvm` ([ILVMScoreConfig](#ilvmscoreconfig)) or `disagreement`") and bonus[1] == "`ilvm`"
+    )
+    assert "Keys under `exploration`" not in markdown  # the root here is ExplorationConfig itself
+    assert "Top-level keys, beside `bonus: rnd`." in markdown
+    assert list(table_rows(markdown, "RNDConfig")) == ["output_dim"]
 
 
 @pytest.mark.parametrize(

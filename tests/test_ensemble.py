@@ -6,10 +6,11 @@ import torch
 from gymnasium import spaces
 from test_model import bimodal_batch
 
-from ilvm_rl.checkpoint import load_explorer, save_explorer
-from ilvm_rl.exploration.bonus import ILVMBonus
+from ilvm_rl.data.replay import TransitionBatch
+from ilvm_rl.data.spaces import TransitionCodec
+from ilvm_rl.exploration.bonus import DisagreementConfig, ILVMBonus
+from ilvm_rl.exploration.checkpoint import load_explorer, save_explorer
 from ilvm_rl.exploration.explorer import ExplorationConfig, Explorer
-from ilvm_rl.exploration.store import TransitionBatch
 from ilvm_rl.model import ModelConfig
 from ilvm_rl.model.ensemble import ILVMEnsemble
 from ilvm_rl.model.optim import GuardedAdam, guarded_step
@@ -49,14 +50,14 @@ def test_disagreement_fades_on_learned_randomness_and_stays_on_the_unseen(rng: n
 
 
 def test_an_ensemble_of_one_is_refused_naming_the_key() -> None:
-    with pytest.raises(ValueError, match="ensemble_size"):
-        ExplorationConfig(score="disagreement", ensemble_size=1)
+    with pytest.raises(ValueError, match="size must be >= 2"):
+        DisagreementConfig(size=1)
 
 
 def test_disagreement_module_round_trips_through_its_checkpoint(tmp_path, rng: np.random.Generator) -> None:
     obs_space = spaces.Box(-1.0, 1.0, (3,), dtype=np.float32)
     config = ExplorationConfig(
-        score="disagreement", ensemble_size=2, batch_size=16, model=ModelConfig(objectives=("energy",))
+        bonus=DisagreementConfig(size=2), batch_size=16, model=ModelConfig(objectives=("energy",))
     )
     explorer = Explorer(config, obs_space, spaces.Discrete(2), n_envs=2, seed=0)
     for _ in range(8):
@@ -75,39 +76,10 @@ def test_disagreement_module_round_trips_through_its_checkpoint(tmp_path, rng: n
 
 def test_next_obs_target_is_the_scaled_next_observation(rng: np.random.Generator) -> None:
     obs_space = spaces.Box(-2.0, 2.0, (3,), dtype=np.float32)
-    bonus = ILVMBonus(obs_space, spaces.Discrete(2), "disagreement", ensemble_size=2, transition_target="next_obs")
+    bonus = ILVMBonus(TransitionCodec(obs_space, spaces.Discrete(2)), DisagreementConfig(size=2, target="next_obs"))
     obs = rng.uniform(-2, 2, size=(5, 3)).astype(np.float32)
     batch = TransitionBatch(obs, np.zeros((5, 1), np.float32), obs[::-1].copy(), np.zeros(5, bool), np.zeros(5, bool))
     context, target = bonus.model_inputs(batch)
     assert context is not None and context.shape == (5, 3 + 2)
     np.testing.assert_allclose(target.numpy(), obs[::-1] / 2.0, rtol=1e-6)
     assert bonus.score(batch).shape == (5,)
-
-
-def test_bottleneck_stops_noise_in_the_context_from_looking_novel() -> None:
-    """A context input that predicts nothing (a TV's noise in the last observation) still makes every
-    context novel to members that read it; through the bottleneck it is dropped."""
-
-    def batch(n: int, noise_scale: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
-        place = torch.rand(n, 1) * 2 - 1
-        noise = (torch.rand(n, 1) * 2 - 1) * noise_scale
-        return torch.cat([place, noise], dim=1), torch.sin(3 * place)
-
-    config = ModelConfig(objectives=("energy",), latent_dim=2, hidden_sizes=(32, 32), n_samples=8)
-    disagreement_on_louder_noise = {}
-    for bottleneck_dim in (0, 4):
-        torch.manual_seed(0)
-        ensemble = ILVMEnsemble(2, 1, config, size=3, bottleneck_dim=bottleneck_dim, bottleneck_weight=1e-2)
-        optim = GuardedAdam(ensemble.model_parameters(), 3e-3)
-        for _ in range(300):
-            assert guarded_step([(ensemble.loss(*batch(256)).model, optim)])
-        louder_noise, _ = batch(1000, noise_scale=3.0)
-        disagreement_on_louder_noise[bottleneck_dim] = float(ensemble.disagreement(louder_noise, 32).mean())
-        if bottleneck_dim:
-            assert "bottleneck_kl" in ensemble.loss(*batch(8)).metrics
-    assert disagreement_on_louder_noise[4] < 0.3 * disagreement_on_louder_noise[0]
-
-
-def test_bottleneck_settings_are_checked_naming_the_key() -> None:
-    with pytest.raises(ValueError, match="ensemble_bottleneck_dim"):
-        ExplorationConfig(score="disagreement", ensemble_bottleneck_dim=-1)

@@ -48,8 +48,9 @@ RECIPE_KEYS = [
 ]
 ALGO_KEYS = ["n_steps", "batch_size", "n_epochs", "gamma", "learning_rate", "ent_coef", "policy_kwargs", "lr"]
 EXPLORATION_KEYS = [
-    "method",
+    "bonus",
     "score",
+    "samples",
     "int_coef",
     "int_coef_final",
     "ext_coef",

@@ -15,11 +15,16 @@ from toy_envs import CounterEnv
 
 from ilvm_rl import ExplorationCallback, ExplorationConfig, ModelConfig
 from ilvm_rl.config import ConfigError
+from ilvm_rl.exploration import DisagreementConfig, ICMConfig, ILVMScoreConfig, RNDConfig
 from ilvm_rl.exploration.streams import non_episodic_gae
 
 TINY_MODEL = ModelConfig(objectives=("energy", "elbo"), latent_dim=2, hidden_sizes=(16,), n_samples=4)
 TINY = ExplorationConfig(
-    score="excess_error", store_capacity=1000, batch_size=32, updates_per_rollout=1, model=TINY_MODEL
+    bonus=ILVMScoreConfig(score="excess_error"),
+    store_capacity=1000,
+    batch_size=32,
+    updates_per_rollout=1,
+    model=TINY_MODEL,
 )
 
 
@@ -223,26 +228,49 @@ def test_settings_may_come_as_a_plain_mapping_with_bad_keys_named() -> None:
     ids=["discrete", "multidiscrete", "box"],
 )
 @pytest.mark.parametrize(
-    "method, score",
+    "bonus",
     [
-        ("ilvm", "excess_error"),
-        ("ilvm", "novelty"),
-        ("ilvm", "latent_surprise"),
-        ("ilvm", "disagreement"),
-        ("rnd", "novelty"),
-        ("icm", "novelty"),
+        ILVMScoreConfig(score="excess_error"),
+        ILVMScoreConfig(score="novelty"),
+        ILVMScoreConfig(score="latent_surprise"),
+        DisagreementConfig(),
+        RNDConfig(),
+        ICMConfig(),
     ],
+    ids=["excess_error", "novelty", "latent_surprise", "disagreement", "rnd", "icm"],
 )
-def test_algorithms_and_action_spaces_train_with_the_bonus(algo, action_space, method, score) -> None:
+def test_algorithms_and_action_spaces_train_with_the_bonus(algo, action_space, bonus) -> None:
     env = make_vec_env(lambda: CounterEnv(length=4, action_space=action_space), n_envs=2, seed=0)
     model = algo("MlpPolicy", env, n_steps=8, seed=0, policy_kwargs={"net_arch": [8]}, device="cpu")
-    config = ExplorationConfig(
-        method=method, score=score, store_capacity=100, batch_size=16, updates_per_rollout=1, model=TINY_MODEL
-    )
+    config = ExplorationConfig(bonus=bonus, store_capacity=100, batch_size=16, updates_per_rollout=1, model=TINY_MODEL)
     callback = ExplorationCallback(config, seed=0)
     model.learn(48, callback=callback)
     assert callback.explorer.store.size == 48
     assert np.all(np.isfinite(model.rollout_buffer.rewards))
+
+
+def test_the_adversarial_objective_trains_its_critic_through_the_module_and_its_checkpoint(tmp_path) -> None:
+    """The ``adversarial`` objective end to end: a PPO run whose latent-surprise bonus reads the posterior
+    that the critic trains, and a checkpoint that keeps the critic's optimiser."""
+    env = make_vec_env(CounterEnv, n_envs=2, seed=0)
+    model = PPO("MlpPolicy", env, n_steps=8, seed=0, policy_kwargs={"net_arch": [8]}, device="cpu")
+    adversarial = ModelConfig(objectives=("adversarial",), latent_dim=2, hidden_sizes=(16,), critic_hidden_sizes=(16,))
+    config = ExplorationConfig(
+        bonus=ILVMScoreConfig(score="latent_surprise"), store_capacity=100, batch_size=16, model=adversarial
+    )
+    callback = ExplorationCallback(config, seed=0)
+    model.learn(32, callback=callback)
+    metrics = callback.explorer.update(recent=16)
+    assert {"loss/critic", "loss/generator", "loss/r1"} <= set(metrics) and metrics["skipped_updates"] == 0
+    assert set(callback.explorer.bonus_model.optimisers()) == {"model", "critic"}
+    callback.save(tmp_path / "module")
+    loaded = ExplorationCallback.load(tmp_path / "module", model).explorer
+    assert loaded is not None
+    critic, restored = callback.explorer.bonus_model.optims.critic, loaded.bonus_model.optims.critic
+    assert critic is not None and restored is not None
+    for before, after in zip(critic.params, restored.params, strict=True):
+        assert torch.equal(before, after)
+        assert torch.equal(critic.optimizer.state[before]["exp_avg"], restored.optimizer.state[after]["exp_avg"])
 
 
 def test_off_policy_algorithms_are_refused_with_a_clear_error() -> None:

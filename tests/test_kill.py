@@ -13,8 +13,8 @@ import pytest
 from fast import FAST_FLAGS
 from test_resume import event_steps, progress_steps
 
-from ilvm_rl.checkpoint import read_checkpoint_steps
 from ilvm_rl.cli import main
+from ilvm_rl.exploration.checkpoint import read_checkpoint_steps
 from ilvm_rl.run_state import zip_steps
 
 DRIVER = Path(__file__).with_name("kill_driver.py")

@@ -19,7 +19,8 @@ from toy_envs import CounterEnv, ImageEnv
 from ilvm_rl import ExplorationCallback, ExplorationConfig, ModelConfig
 from ilvm_rl.checkpoint import CheckpointError
 from ilvm_rl.config import ConfigError
-from ilvm_rl.exploration.store import TransitionBatch
+from ilvm_rl.data.replay import TransitionBatch
+from ilvm_rl.exploration import RNDConfig
 from ilvm_rl.sb3 import replay
 from ilvm_rl.sb3.replay import (
     ExplorationDictReplayBuffer,
@@ -32,7 +33,7 @@ from ilvm_rl.sb3.replay import (
 )
 
 TINY_MODEL = ModelConfig(objectives=("elbo",), latent_dim=2, hidden_sizes=(16,), n_samples=4)
-TINY = ExplorationConfig(method="rnd", model=TINY_MODEL)
+TINY = ExplorationConfig(bonus=RNDConfig(), model=TINY_MODEL)
 
 
 def two_envs() -> DummyVecEnv:
@@ -175,7 +176,7 @@ def test_continuous_agents_train_with_the_bonus_and_the_module_reads_actions_in_
         gradient_steps=1,
         replay_buffer_class=ExplorationReplayBuffer,
         replay_buffer_kwargs={
-            "config": {"method": "ilvm", "score": "excess_error", "model": {"latent_dim": 2, "hidden_sizes": [16]}}
+            "config": {"bonus": "ilvm", "score": "excess_error", "model": {"latent_dim": 2, "hidden_sizes": [16]}}
         },
         policy_kwargs={"net_arch": [8]},
         seed=0,

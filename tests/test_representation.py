@@ -19,7 +19,8 @@ from ilvm_rl import ExplorationCallback, ExplorationConfig, ModelConfig
 from ilvm_rl.checkpoint import CheckpointError
 from ilvm_rl.cli import main
 from ilvm_rl.config import ConfigError
-from ilvm_rl.exploration.spaces import ObservationFlattener, UnsupportedSpaceError
+from ilvm_rl.data.spaces import ObservationFlattener, UnsupportedSpaceError
+from ilvm_rl.exploration import DisagreementConfig, ILVMScoreConfig
 from ilvm_rl.model import ILVM
 from ilvm_rl.recipes import load_recipe
 from ilvm_rl.representation import (
@@ -207,7 +208,7 @@ def test_image_and_dict_observations_through_the_bonus(dict_obs: bool, score: st
     # SB3's own Dict extractor reads images by NatureCNN, too big for a toy image: use ours
     model = ppo(tiny("finetune"), dict_obs=dict_obs)
     config = ExplorationConfig(
-        score=score,
+        bonus=DisagreementConfig() if score == "disagreement" else ILVMScoreConfig(score=score),
         store_capacity=100,
         batch_size=16,
         updates_per_rollout=1,

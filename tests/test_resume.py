@@ -15,8 +15,8 @@ from fast import FAST, FAST_FLAGS
 from stable_baselines3 import PPO, SAC
 from tensorboard.compat.proto.event_pb2 import Event
 
-from ilvm_rl.checkpoint import read_checkpoint_steps
 from ilvm_rl.cli import main
+from ilvm_rl.exploration.checkpoint import read_checkpoint_steps
 from ilvm_rl.representation.state_model import StateModel
 from ilvm_rl.run import RunSpec, train
 from ilvm_rl.run_state import _records, load_weights, zip_steps

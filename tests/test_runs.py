@@ -11,8 +11,9 @@ import pytest
 from fast import FAST, FAST_FLAGS
 from safetensors.numpy import load_file
 
-from ilvm_rl.checkpoint import CheckpointError, load_explorer
+from ilvm_rl.checkpoint import CheckpointError
 from ilvm_rl.cli import main
+from ilvm_rl.exploration.checkpoint import load_explorer
 from ilvm_rl.run import RunSpec, steps_to_threshold, train
 
 
@@ -144,7 +145,7 @@ import sys, numpy as np, gymnasium as gym
 from gymnasium.wrappers import RescaleObservation
 from stable_baselines3 import PPO
 from stable_baselines3.common.env_util import make_vec_env
-from ilvm_rl.checkpoint import load_explorer, save_explorer
+from ilvm_rl.exploration.checkpoint import load_explorer, save_explorer
 from ilvm_rl.sb3 import with_exploration
 from safetensors.numpy import load_file, save_file
 run = sys.argv[1]

@@ -5,8 +5,9 @@ import pytest
 from gymnasium import spaces
 
 from ilvm_rl import ExplorationConfig, Explorer, ModelConfig
-from ilvm_rl.exploration.normalisation import ReturnScaler, RunningMeanStd
-from ilvm_rl.exploration.store import TransitionBatch, TransitionStore
+from ilvm_rl.data.replay import TransitionBatch, TransitionStore
+from ilvm_rl.data.statistics import RunningMeanStd
+from ilvm_rl.exploration.streams import ReturnScaler
 
 OBS_SPACE = spaces.Box(-1.0, 1.0, (2,), dtype=np.float32)
 

@@ -33,7 +33,9 @@ hyperparams = {
         gradient_steps=2,
         policy_kwargs=dict(net_arch=[32]),
         replay_buffer_class=ExplorationReplayBuffer,
-        replay_buffer_kwargs=dict(config=dict(score="novelty", train_every=2, model=dict(objectives=["elbo"]))),
+        replay_buffer_kwargs=dict(
+            config=dict(bonus="ilvm", score="novelty", train_every=2, model=dict(objectives=["elbo"]))
+        ),
         callback="ilvm_rl.sb3.ReplayExplorationCallback",
     )
 }

@@ -6,6 +6,8 @@ Two markers, each alone on a line of a page:
     becomes a table of every field of the dataclass ``CLASS`` and of every dataclass reachable through
     its fields (type, default, and the entry of the class docstring's ``Attributes:`` section). A field
     without an entry, or an entry without a field, fails the build, so the reference stays complete.
+    A field that names one of several settings classes (``exploration.bonus``) lists their names, and
+    each class's keys are shown as sitting beside that name.
 ``<!-- cli-reference -->``
     becomes the usage and a table of options of every ``ilvm-rl`` command, read from its parser.
 ``<!-- include: PATH -->``
@@ -29,7 +31,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal, Union
 
-from ilvm_rl.config import to_dict
+from ilvm_rl.config import VARIANTS, to_dict
 
 REFERENCE_MARKER = re.compile(r"^<!-- config-reference: ([\w.]+):(\w+) -->$", re.MULTILINE)
 CLI_MARKER = "<!-- cli-reference -->"
@@ -114,9 +116,17 @@ def type_text(annotation: Any) -> str:
     return "any" if annotation is Any else str(getattr(annotation, "__name__", annotation))
 
 
+def variants_text(field: dataclasses.Field[Any]) -> str:
+    """The names a variant field accepts, each linked to its settings class."""
+    return " or ".join(f"`{name}` ([{cls.__name__}](#{anchor(cls)}))" for name, cls in field.metadata[VARIANTS].items())
+
+
 def default_text(field: dataclasses.Field[Any]) -> str:
     """A field's default as a settings file writes it; for a nested dataclass, the keys where it
-    differs from that class's own defaults."""
+    differs from that class's own defaults; for a variant field, the name of its default variant."""
+    if VARIANTS in field.metadata:
+        default = field.default_factory()  # type: ignore[misc]
+        return f"`{next(name for name, cls in field.metadata[VARIANTS].items() if type(default) is cls)}`"
     if field.default is not dataclasses.MISSING:
         value = field.default
     elif field.default_factory is not dataclasses.MISSING:
@@ -132,8 +142,12 @@ def default_text(field: dataclasses.Field[Any]) -> str:
     return f"`{json.dumps(to_dict(value))}`"
 
 
-def class_section(cls: type, paths: list[str]) -> str:
+def class_section(cls: type, paths: list[str], beside: list[str] | None = None) -> str:
     """The reference of one dataclass: heading, summary, where its keys go, and a table of fields.
+
+    Args:
+        paths: the dotted keys under which the class's keys go (``""`` for the top level).
+        beside: for a variant, ``key: name`` pairs that choose it; its keys go beside that key.
 
     Raises:
         UndocumentedFieldError: a field without a docstring entry, or an entry that names no field.
@@ -154,8 +168,11 @@ def class_section(cls: type, paths: list[str]) -> str:
             f"{qualified_name(cls)}: the docstring documents {', '.join(stale)}, which are not fields"
         )
     where = "Top-level keys." if paths == [""] else "Keys under " + ", ".join(f"`{p}`" for p in paths) + "."
+    if beside:
+        where = where.removesuffix(".") + ", beside " + ", ".join(f"`{pair}`" for pair in beside) + "."
     rows = [
-        f"| `{field.name}` | {type_text(hints[field.name])} | {default_text(field)} | {docs[field.name]} |"
+        f"| `{field.name}` | {variants_text(field) if VARIANTS in field.metadata else type_text(hints[field.name])} "
+        f"| {default_text(field)} | {docs[field.name]} |"
         for field in fields
     ]
     header = ["| key | type | default | meaning |", "| --- | --- | --- | --- |"]
@@ -176,20 +193,25 @@ def config_reference(root: type, seen: set[type] | None = None) -> str:
     """
     seen = set() if seen is None else seen
     paths: dict[type, list[str]] = {root: [""]}
+    beside: dict[type, list[str]] = {}
     order: list[type] = [root]
     for cls in order:  # grows while it is walked: breadth first
         hints = typing.get_type_hints(cls)
         for field in dataclasses.fields(cls):  # type: ignore[arg-type]
             # items of a list of settings (a suite's tasks) are named like ``tasks[i]``
             key = f"{field.name}[i]" if typing.get_origin(hints[field.name]) is tuple else field.name
-            for nested in nested_dataclasses(hints[field.name]):
-                path = ".".join(part for part in (paths[cls][0], key) if part)
+            variants = field.metadata.get(VARIANTS, {})
+            for nested in variants.values() or nested_dataclasses(hints[field.name]):
+                # a variant's keys sit beside the field that names it, in the same mapping
+                path = paths[cls][0] if variants else ".".join(part for part in (paths[cls][0], key) if part)
                 if nested not in paths:
                     paths[nested] = []
                     order.append(nested)
                 if path not in paths[nested]:
                     paths[nested].append(path)
-    sections = [class_section(cls, paths[cls]) for cls in order if cls not in seen]
+            for name, nested in variants.items():
+                beside.setdefault(nested, []).append(f"{field.name}: {name}")
+    sections = [class_section(cls, paths[cls], beside.get(cls)) for cls in order if cls not in seen]
     seen.update(order)
     return "\n\n".join(sections)
 

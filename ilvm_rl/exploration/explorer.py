@@ -10,35 +10,45 @@ import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Literal
 
 import numpy as np
 import torch
 from gymnasium import spaces
 
-from ilvm_rl.exploration.bonus import BonusModel, BonusScore, ILVMBonus, TransitionTarget
-from ilvm_rl.exploration.icm import ICMBonus
-from ilvm_rl.exploration.normalisation import ReturnScaler, RunningMeanStd
-from ilvm_rl.exploration.rnd import RNDBonus
-from ilvm_rl.exploration.spaces import ActionEncoder, Observation, ObservationFlattener, step_batch
-from ilvm_rl.exploration.store import TransitionBatch, TransitionStore
-from ilvm_rl.exploration.streams import IntrinsicCritic, explained_variance, non_episodic_gae
+from ilvm_rl.config import VARIANTS
+from ilvm_rl.data.replay import TransitionBatch, TransitionStore
+from ilvm_rl.data.spaces import Observation, TransitionCodec
+from ilvm_rl.data.statistics import RunningMeanStd
+from ilvm_rl.exploration.bonus import BonusModel, DisagreementConfig, ILVMBonus, ILVMScoreConfig
+from ilvm_rl.exploration.icm import ICMBonus, ICMConfig
+from ilvm_rl.exploration.rnd import RNDBonus, RNDConfig
+from ilvm_rl.exploration.streams import IntrinsicCritic, ReturnScaler, explained_variance, non_episodic_gae
 from ilvm_rl.model.ilvm import ModelConfig
+from ilvm_rl.model.optim import average_steps
 
-Method = Literal["ilvm", "rnd", "icm"]
+BonusConfig = ILVMScoreConfig | DisagreementConfig | RNDConfig | ICMConfig
+BONUSES: dict[str, type[BonusConfig]] = {
+    "ilvm": ILVMScoreConfig,
+    "disagreement": DisagreementConfig,
+    "rnd": RNDConfig,
+    "icm": ICMConfig,
+}
+"""The bonuses by the name a settings file gives them (``exploration: {bonus: rnd}``)."""
 
 
 @dataclass(frozen=True)
 class ExplorationConfig:
     """Settings of the exploration module.
 
+    A settings file names the bonus and lays that bonus's keys beside the module's own, e.g.
+    ``exploration: {bonus: disagreement, samples: 16, int_coef: 1.0}``; a key of another bonus is
+    refused. In Python the bonus is its settings object: ``ExplorationConfig(bonus=RNDConfig())``.
+
     Attributes:
-        method: ``ilvm`` (bonus from an implicit latent variable model), or a baseline: ``rnd``
-            (random network distillation) or ``icm`` (intrinsic curiosity module).
-        score: for ``ilvm``, which model score becomes the bonus: ``excess_error``,
-            ``latent_surprise``, ``novelty`` (state model), ``density_ratio`` or ``disagreement``
-            (how far apart the mean predictions of an ensemble of transition models are, relative
-            to the spread they predict; see :class:`ilvm_rl.model.ensemble.ILVMEnsemble`).
+        bonus: which intrinsic reward, with its own settings: ``ilvm`` (a score of one ILVM,
+            :class:`ILVMScoreConfig`), ``disagreement`` (an ensemble of transition ILVMs,
+            :class:`DisagreementConfig`), or a baseline: ``rnd`` (random network distillation,
+            :class:`RNDConfig`) or ``icm`` (intrinsic curiosity module, :class:`ICMConfig`).
         int_coef: β, the weight of the intrinsic advantage in the policy's advantage
             ``ext_coef·A_ext + int_coef·A_int``.
         int_coef_final: if set, β moves linearly from ``int_coef`` to this value over the run.
@@ -58,26 +68,6 @@ class ExplorationConfig:
         recent_fraction: share of each batch drawn from the latest rollout; the rest is uniform
             over the whole replay.
         learning_rate: Adam step size of the bonus model.
-        rnd_output_dim: width of RND's random features.
-        icm_feature_dim: width of ICM's learned features.
-        icm_forward_weight: β of ICM's loss ``(1 − β)·L_inverse + β·L_forward``.
-        ensemble_size: transition models in the ensemble of the ``disagreement`` score.
-        ensemble_samples: samples each member draws per transition to score ``disagreement``:
-            the members' means are estimated from them, and on a noisy TV the estimate's spread
-            (which pays nothing on average but jolts the policy) falls as 1/ensemble_samples.
-        ensemble_anchor_scale: weight of the fixed random function of the context that anchors each
-            member's output (randomised prior functions): members then disagree wherever data are
-            missing instead of extrapolating alike; 0 turns anchors off.
-        ensemble_bottleneck_dim: width of a shared stochastic code of the context that the members
-            and their anchors read instead of the context (a variational information bottleneck);
-            it learns to drop context inputs that do not predict the outcome, such as a TV's noise
-            in the previous observation. 0 turns it off.
-        ensemble_bottleneck_weight: weight of the code's KL to ``N(0, I)`` against each member's loss.
-        transition_target: what the transition models predict: ``delta``, the change of state
-            ``s' − s`` standardised per feature, which keeps slow features visible; or ``next_obs``,
-            ``s'`` scaled like the observations. Noise that does not depend on the state (a TV) has
-            one distribution everywhere as ``next_obs``, so it is learned at once; as ``delta`` the
-            model must also cancel the previous step's noise.
         train_every: off-policy agents (:class:`ilvm_rl.sb3.replay.ExplorationReplayBuffer`): the
             bonus model takes one gradient step on every ``train_every``-th batch the agent samples
             from its replay (the on-policy settings ``store_capacity``, ``batch_size``,
@@ -86,8 +76,7 @@ class ExplorationConfig:
         model: the ILVM's settings (for ``rnd`` and ``icm``, only ``hidden_sizes`` is read).
     """
 
-    method: Method = "ilvm"
-    score: BonusScore = "novelty"
+    bonus: BonusConfig = field(default_factory=ILVMScoreConfig, metadata={VARIANTS: BONUSES})
     int_coef: float = 1.0
     int_coef_final: float | None = None
     int_coef_final_at: float = 1.0
@@ -100,21 +89,15 @@ class ExplorationConfig:
     updates_per_rollout: int = 4
     recent_fraction: float = 0.5
     learning_rate: float = 1e-3
-    rnd_output_dim: int = 64
-    icm_feature_dim: int = 32
-    icm_forward_weight: float = 0.2
-    ensemble_size: int = 5
-    ensemble_samples: int = 64
-    ensemble_anchor_scale: float = 1.0
-    ensemble_bottleneck_dim: int = 0
-    ensemble_bottleneck_weight: float = 0.001
-    transition_target: TransitionTarget = "delta"
     train_every: int = 1
     model: ModelConfig = field(default_factory=ModelConfig)
 
     def __post_init__(self) -> None:
-        if self.method not in ("ilvm", "rnd", "icm"):
-            raise ValueError(f"method: unknown method {self.method!r}; accepted: 'ilvm', 'rnd', 'icm'")
+        if not isinstance(self.bonus, tuple(BONUSES.values())):
+            raise ValueError(
+                f"bonus: expected the settings of a bonus ({', '.join(cls.__name__ for cls in BONUSES.values())}), "
+                f"got {self.bonus!r}"
+            )
         if not 0.0 < self.int_coef_final_at <= 1.0:
             raise ValueError(f"int_coef_final_at must lie in (0, 1], got {self.int_coef_final_at}")
         if not 0.0 <= self.int_gamma < 1.0:
@@ -125,60 +108,27 @@ class ExplorationConfig:
             raise ValueError(f"ext_coef and int_coef must be >= 0, got {self.ext_coef} and {self.int_coef}")
         if not 0.0 <= self.recent_fraction <= 1.0:
             raise ValueError(f"recent_fraction must lie in [0, 1], got {self.recent_fraction}")
-        for name in ("store_capacity", "batch_size", "rnd_output_dim", "icm_feature_dim", "train_every"):
+        for name in ("store_capacity", "batch_size", "train_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if not 0.0 < self.icm_forward_weight < 1.0:
-            raise ValueError(f"icm_forward_weight must lie in (0, 1), got {self.icm_forward_weight}")
         if self.updates_per_rollout < 0:
             raise ValueError(f"updates_per_rollout must be >= 0, got {self.updates_per_rollout}")
         if self.learning_rate <= 0:
             raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
         if self.scale_memory is not None and self.scale_memory < 1:
             raise ValueError(f"scale_memory must be >= 1 or null, got {self.scale_memory}")
-        if self.ensemble_samples < 2:
-            raise ValueError(
-                f"ensemble_samples must be >= 2 (a sample variance needs two), got {self.ensemble_samples}"
-            )
-        if self.ensemble_anchor_scale < 0:
-            raise ValueError(f"ensemble_anchor_scale must be >= 0, got {self.ensemble_anchor_scale}")
-        for name in ("ensemble_bottleneck_dim", "ensemble_bottleneck_weight"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
-        if self.ensemble_size < 2:
-            raise ValueError(f"ensemble_size must be >= 2 (members disagree in pairs), got {self.ensemble_size}")
-        if self.method == "ilvm" and self.score != "disagreement":
-            self.model.check_score(self.score)
+        if isinstance(self.bonus, ILVMScoreConfig):
+            self.model.check_score(self.bonus.score)
 
 
-def build_bonus_model(
-    config: ExplorationConfig, observation_space: spaces.Space, action_space: spaces.Space
-) -> BonusModel:
+def build_bonus_model(config: ExplorationConfig, codec: TransitionCodec) -> BonusModel:
+    """The bonus model that ``config.bonus`` names, for transitions stored by ``codec``."""
     hidden = config.model.hidden_sizes
-    if config.method == "rnd":
-        return RNDBonus(observation_space, action_space, hidden, config.rnd_output_dim, config.learning_rate)
-    if config.method == "icm":
-        return ICMBonus(
-            observation_space,
-            action_space,
-            hidden,
-            config.icm_feature_dim,
-            config.icm_forward_weight,
-            config.learning_rate,
-        )
-    return ILVMBonus(
-        observation_space,
-        action_space,
-        config.score,
-        config.model,
-        config.learning_rate,
-        config.ensemble_size,
-        config.ensemble_samples,
-        config.ensemble_anchor_scale,
-        config.transition_target,
-        config.ensemble_bottleneck_dim,
-        config.ensemble_bottleneck_weight,
-    )
+    if isinstance(config.bonus, RNDConfig):
+        return RNDBonus(codec, hidden, config.bonus, config.learning_rate)
+    if isinstance(config.bonus, ICMConfig):
+        return ICMBonus(codec, hidden, config.bonus, config.learning_rate)
+    return ILVMBonus(codec, config.bonus, config.model, config.learning_rate)
 
 
 def _summary(prefix: str, values: np.ndarray) -> dict[str, float]:
@@ -218,27 +168,17 @@ class Explorer:
     ):
         self.config = config
         self.observation_space = observation_space
-        self.flattener = ObservationFlattener(observation_space)
         self.action_space = action_space
         self.n_envs = n_envs
-        self.action_encoder = ActionEncoder(action_space)
+        self.codec = TransitionCodec(observation_space, action_space)
         self.torch_rng_state = torch.Generator().manual_seed(seed).get_state()
         with self.own_torch_rng():
-            self.bonus_model = build_bonus_model(config, observation_space, action_space)
+            self.bonus_model = build_bonus_model(config, self.codec)
             self.int_critic = IntrinsicCritic(
-                self.flattener.flat_space, config.learning_rate, epochs=4, batch_size=config.batch_size
+                self.codec.observations.flat_space, config.learning_rate, epochs=4, batch_size=config.batch_size
             )
         self.rng = np.random.default_rng(seed)
-        self.store = (
-            TransitionStore(
-                config.store_capacity,
-                self.flattener.layout.dim,
-                self.action_encoder.raw_dim,
-                self.flattener.flat_space.dtype,
-            )
-            if own_replay
-            else None
-        )
+        self.store = self.codec.store(config.store_capacity) if own_replay else None
         self.scaler = ReturnScaler(n_envs, config.int_gamma, config.scale_memory)
         # the raw bonus of the transitions as they arrive: what staying in the stream is worth on average
         self.raw_reward_stats = RunningMeanStd(memory=config.scale_memory)
@@ -273,7 +213,7 @@ class Explorer:
         """Record one step of every environment: obs and next_obs as the environments return them
         (arrays ``(n_envs, ...)``, or dicts of them; never normalised by a wrapper the module does not
         know of), actions as the agent produced them, terminated and truncated ``(n_envs,)``."""
-        self.replay.add(step_batch(self.flattener, self.action_encoder, obs, actions, next_obs, terminated, truncated))
+        self.replay.add(self.codec.batch(obs, actions, next_obs, terminated, truncated))
         self.steps_since_rollout += 1
 
     def discard_partial_rollout(self) -> None:
@@ -306,7 +246,7 @@ class Explorer:
         raw, rewards = self.score_rollout(rollout, n_steps)
         with self.own_torch_rng():
             values = self.int_critic.values(rollout.obs).reshape(n_steps, self.n_envs)
-            last_values = self.int_critic.values(self.flattener.flatten(last_obs, self.n_envs))
+            last_values = self.int_critic.values(self.codec.observations.flatten(last_obs, self.n_envs))
         advantages = non_episodic_gae(rewards, values, last_values, self.config.int_gamma, self.config.int_gae_lambda)
         returns = advantages + values
         self.value_targets = (rollout.obs, returns.reshape(-1))
@@ -392,15 +332,7 @@ class Explorer:
         Returns:
             The mean of each loss over the steps taken, as ``loss/<name>`` (empty if all were skipped).
         """
-        totals: dict[str, float] = {}
-        taken = 0
         with self.own_torch_rng():
-            for batch in batches:
-                step_metrics = self.bonus_model.train_step(batch)
-                if step_metrics is None:
-                    self.counters["skipped_updates"] += 1
-                    continue
-                taken += 1
-                for name, value in step_metrics.items():
-                    totals[name] = totals.get(name, 0.0) + value
-        return {f"loss/{name}": value / taken for name, value in totals.items()} if taken else {}
+            metrics, skipped = average_steps(self.bonus_model.train_step(batch) for batch in batches)
+        self.counters["skipped_updates"] += skipped
+        return metrics

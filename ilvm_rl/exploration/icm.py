@@ -11,45 +11,62 @@ and the trivial constant feature makes every error zero.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from gymnasium import spaces
 
-from ilvm_rl.exploration.bonus import BonusModel, LossTerms, ObservationNormaliser
-from ilvm_rl.exploration.normalisation import RunningMeanStd
-from ilvm_rl.exploration.store import TransitionBatch
+from ilvm_rl.data.replay import TransitionBatch
+from ilvm_rl.data.spaces import TransitionCodec
+from ilvm_rl.data.statistics import ObservationNormaliser, RunningMeanStd
+from ilvm_rl.exploration.bonus import BonusModel, LossTerms
 from ilvm_rl.model.networks import mlp
 from ilvm_rl.model.optim import GuardedAdam
+
+
+@dataclass(frozen=True)
+class ICMConfig:
+    """Settings of the ``icm`` bonus (intrinsic curiosity module).
+
+    Attributes:
+        feature_dim: width of the learned features ``φ``.
+        forward_weight: β of the loss ``(1 − β)·L_inverse + β·L_forward`` (0.2 in the paper).
+    """
+
+    feature_dim: int = 32
+    forward_weight: float = 0.2
+
+    def __post_init__(self) -> None:
+        if self.feature_dim < 1:
+            raise ValueError(f"feature_dim must be >= 1, got {self.feature_dim}")
+        if not 0.0 < self.forward_weight < 1.0:
+            raise ValueError(f"forward_weight must lie in (0, 1), got {self.forward_weight}")
 
 
 class ICMBonus(BonusModel):
     """ICM bonus ``½‖f(φ(s), a) − φ(s')‖²``.
 
     Args:
-        observation_space: a 1-D Box.
-        action_space: Discrete, MultiDiscrete (cross-entropy inverse loss per component) or 1-D
-            Box (squared-error inverse loss on the scaled action).
+        codec: how the module stores observations and actions; the actions may be Discrete,
+            MultiDiscrete (cross-entropy inverse loss per component) or 1-D Box (squared-error
+            inverse loss on the scaled action).
         hidden_sizes: hidden widths of the encoder, inverse and forward models.
-        feature_dim: width of ``φ``.
-        forward_weight: β in ``(1 − β)·L_inverse + β·L_forward`` (0.2 in the paper).
+        config: the width of ``φ`` and the weight of the forward loss.
         learning_rate: Adam step size.
     """
 
     def __init__(
         self,
-        observation_space: spaces.Space,
-        action_space: spaces.Space,
+        codec: TransitionCodec,
         hidden_sizes: Sequence[int] = (64, 64),
-        feature_dim: int = 32,
-        forward_weight: float = 0.2,
+        config: ICMConfig | None = None,
         learning_rate: float = 1e-3,
     ):
-        super().__init__(observation_space, action_space)
-        if not 0.0 < forward_weight < 1.0:
-            raise ValueError(f"forward_weight must lie in (0, 1), got {forward_weight}")
-        self.forward_weight = forward_weight
+        super().__init__(codec)
+        config = config or ICMConfig()
+        feature_dim, self.forward_weight = config.feature_dim, config.forward_weight
         self.obs_norm = ObservationNormaliser(self.observation_space)
         action_dim = self.action_encoder.dim
         self.encoder = mlp(self.obs_dim, hidden_sizes, feature_dim)

@@ -7,37 +7,52 @@ observation, standardised by running statistics and clipped to ±5 as in the ori
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
-from gymnasium import spaces
 
-from ilvm_rl.exploration.bonus import BonusModel, LossTerms, ObservationNormaliser
-from ilvm_rl.exploration.normalisation import RunningMeanStd
-from ilvm_rl.exploration.store import TransitionBatch
+from ilvm_rl.data.replay import TransitionBatch
+from ilvm_rl.data.spaces import TransitionCodec
+from ilvm_rl.data.statistics import ObservationNormaliser, RunningMeanStd
+from ilvm_rl.exploration.bonus import BonusModel, LossTerms
 from ilvm_rl.model.networks import mlp
 from ilvm_rl.model.optim import GuardedAdam
+
+
+@dataclass(frozen=True)
+class RNDConfig:
+    """Settings of the ``rnd`` bonus (random network distillation).
+
+    Attributes:
+        output_dim: width of the random features.
+    """
+
+    output_dim: int = 64
+
+    def __post_init__(self) -> None:
+        if self.output_dim < 1:
+            raise ValueError(f"output_dim must be >= 1, got {self.output_dim}")
 
 
 class RNDBonus(BonusModel):
     """RND bonus ``‖g(s') − ĝ(s')‖²`` averaged over the ``output_dim`` features.
 
     Args:
-        observation_space: a 1-D Box.
-        action_space: any supported action space (checked, not used).
+        codec: how the module stores observations and actions (the actions are not read).
         hidden_sizes: hidden widths of the target and predictor networks.
-        output_dim: width of the random features.
+        config: the width of the random features.
         learning_rate: Adam step size for the predictor.
     """
 
     def __init__(
         self,
-        observation_space: spaces.Space,
-        action_space: spaces.Space,
+        codec: TransitionCodec,
         hidden_sizes: Sequence[int] = (64, 64),
-        output_dim: int = 64,
+        config: RNDConfig | None = None,
         learning_rate: float = 1e-3,
     ):
-        super().__init__(observation_space, action_space)
+        super().__init__(codec)
+        output_dim = (config or RNDConfig()).output_dim
         self.obs_norm = ObservationNormaliser(self.observation_space, always_running=True)
         self.target = mlp(self.obs_dim, hidden_sizes, output_dim)
         self.target.requires_grad_(False)

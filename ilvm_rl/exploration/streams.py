@@ -1,4 +1,4 @@
-"""The intrinsic reward stream: its value function and its advantages.
+"""The intrinsic reward stream: its scale, its value function and its advantages.
 
 The bonus never enters the task's rewards. It forms a second stream, as in the RND paper: its return
 is non-episodic (no episode end, terminal or time limit, cuts it, since novelty does not stop when an
@@ -14,8 +14,7 @@ import numpy as np
 import torch
 from gymnasium import spaces
 
-from ilvm_rl.exploration.bonus import ObservationNormaliser
-from ilvm_rl.exploration.normalisation import RunningMeanStd
+from ilvm_rl.data.statistics import ObservationNormaliser, RunningMeanStd
 from ilvm_rl.model.networks import mlp
 from ilvm_rl.model.optim import GuardedAdam, guarded_step
 
@@ -49,6 +48,43 @@ def non_episodic_gae(
         advantages[step] = running
         next_values = values[step]
     return advantages.astype(np.float32)
+
+
+class ReturnScaler:
+    """Divides intrinsic rewards by a running std of their discounted returns (the RND recipe).
+
+    One discounted return is kept per environment and never reset at episode ends, since novelty
+    does not stop when an episode does; only its spread is used, so the sign of a reward is kept.
+    The statistics cover a window of the latest returns: a model's first errors are orders of
+    magnitude larger than its later ones, and a std that remembered them would shrink the bonus to
+    nothing.
+
+    Args:
+        n_envs: number of parallel environments.
+        gamma: discount of the intrinsic return.
+        memory: returns the running std covers (None: all of them).
+    """
+
+    def __init__(self, n_envs: int, gamma: float, memory: int | None = None):
+        self.gamma = gamma
+        self.returns = np.zeros(n_envs, dtype=np.float64)
+        self.stats = RunningMeanStd(memory=memory)
+
+    def scale(self, rewards: np.ndarray) -> np.ndarray:
+        """Scale a rollout of rewards ``(n_steps, n_envs)``, updating the statistics with it first."""
+        discounted = np.empty_like(rewards, dtype=np.float64)
+        for step, reward in enumerate(rewards):
+            self.returns = self.returns * self.gamma + reward
+            discounted[step] = self.returns
+        self.stats.update(discounted.reshape(-1))
+        return (rewards / self.stats.std).astype(np.float32)
+
+    def state(self) -> dict[str, np.ndarray]:
+        return {"returns": self.returns, **{f"stats.{k}": v for k, v in self.stats.state().items()}}
+
+    def load_state(self, state: dict[str, np.ndarray]) -> None:
+        self.returns = state["returns"].astype(np.float64)
+        self.stats.load_state({k.removeprefix("stats."): v for k, v in state.items() if k.startswith("stats.")})
 
 
 class IntrinsicCritic(torch.nn.Module):

@@ -11,15 +11,6 @@ learned "move right adds a step" says so at positions it never saw), so each mem
 anchored to a fixed random function of the context, ``x = f_m(c, z) + scale · a_m(c)``, as in
 randomised prior functions (Osband et al., 2018): where data exist, ``f_m`` learns to cancel its
 anchor; where they do not, the anchors differ and so do the members, as RND's random targets do.
-
-Randomness in the *context* defeats that: after a noisy TV the next context holds fresh noise, novel
-every time, and every anchor must be cancelled over the whole noise cube. With a bottleneck the
-members and anchors read a shared stochastic code of the context instead, trained with the members
-and penalised by its KL to ``N(0, I)`` (a variational information bottleneck): inputs that tell the
-members nothing about the outcome cost KL and pay nothing, so the code learns to drop them, and a
-noisy context looks like any other context at the same place. The code also blurs contexts that are
-merely near each other, which weakens novelty: on our navigation hall it cost more seeds without a
-TV than it won with one (README, "Benchmark: noisy TV").
 """
 
 from __future__ import annotations
@@ -30,7 +21,7 @@ import torch
 from torch import nn
 
 from ilvm_rl.model.ilvm import ILVM, ModelConfig, ModelLoss
-from ilvm_rl.model.networks import gaussian_kl, mlp, split_gaussian
+from ilvm_rl.model.networks import mlp
 from ilvm_rl.model.observations import ObservationLayout
 
 SPREAD_FLOOR = 1e-2
@@ -48,10 +39,6 @@ class ILVMEnsemble(nn.Module):
         size: number of members, at least 2.
         anchor_scale: weight of each member's fixed random anchor ``a_m(c)``; 0 turns anchors off.
         layout: the parts of the target (images, named vectors); None for a plain vector.
-        bottleneck_dim: width of the shared stochastic code the members and anchors read instead of
-            the context; 0 (or no context) lets them read the context itself.
-        bottleneck_weight: weight of the code's KL to ``N(0, I)``, per member, against each member's
-            own loss.
     """
 
     def __init__(
@@ -62,8 +49,6 @@ class ILVMEnsemble(nn.Module):
         size: int,
         anchor_scale: float = 1.0,
         layout: ObservationLayout | None = None,
-        bottleneck_dim: int = 0,
-        bottleneck_weight: float = 0.001,
     ):
         super().__init__()
         self.config = config
@@ -71,32 +56,10 @@ class ILVMEnsemble(nn.Module):
             raise ValueError(f"an ensemble needs at least 2 members to disagree, got size={size}")
         if anchor_scale < 0:
             raise ValueError(f"anchor_scale must be >= 0, got {anchor_scale}")
-        if bottleneck_dim < 0 or bottleneck_weight < 0:
-            raise ValueError(
-                f"bottleneck_dim and bottleneck_weight must be >= 0, got {bottleneck_dim}, {bottleneck_weight}"
-            )
-        self.bottleneck = (
-            mlp(context_dim, config.hidden_sizes, 2 * bottleneck_dim) if context_dim and bottleneck_dim else None
-        )
-        self.bottleneck_weight = bottleneck_weight
-        member_input = bottleneck_dim if self.bottleneck is not None else context_dim
-        self.members = nn.ModuleList(ILVM(member_input, target_dim, config, layout) for _ in range(size))
+        self.members = nn.ModuleList(ILVM(context_dim, target_dim, config, layout) for _ in range(size))
         self.anchor_scale = anchor_scale
-        self.anchors = nn.ModuleList(mlp(member_input, config.hidden_sizes, target_dim) for _ in range(size))
+        self.anchors = nn.ModuleList(mlp(context_dim, config.hidden_sizes, target_dim) for _ in range(size))
         self.anchors.requires_grad_(False)
-
-    def _sampled_code(self, context: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """For training: what the members read, ``(B, ·)``, and its KL to ``N(0, I)`` averaged over
-        the batch; the context itself (KL 0) without a bottleneck, else a draw of the code."""
-        if self.bottleneck is None:
-            return context, context.new_zeros(())
-        mean, log_std = split_gaussian(self.bottleneck(context))
-        kl = gaussian_kl(mean, log_std, torch.zeros_like(mean), torch.zeros_like(log_std)).sum(-1).mean()
-        return mean + torch.exp(log_std) * torch.randn_like(mean), kl
-
-    def _mean_code(self, context: torch.Tensor) -> torch.Tensor:
-        """For scoring: the context itself without a bottleneck, else the code's mean."""
-        return context if self.bottleneck is None else split_gaussian(self.bottleneck(context))[0]
 
     def _anchor(self, index: int, context: torch.Tensor) -> torch.Tensor:
         """``scale · a_m(c)`` of member ``index``, ``(B, target_dim)``; zeros without a context."""
@@ -108,26 +71,23 @@ class ILVMEnsemble(nn.Module):
         return cast(list[ILVM], list(self.members))
 
     def model_parameters(self) -> list[nn.Parameter]:
-        """Every member's prior, posterior and decoder parameters, and the bottleneck's."""
-        shared = list(self.bottleneck.parameters()) if self.bottleneck is not None else []
-        return shared + [p for member in self._members() for p in member.model_parameters()]
+        """Every member's prior, posterior and decoder parameters."""
+        return [p for member in self._members() for p in member.model_parameters()]
 
     def critic_parameters(self) -> list[nn.Parameter]:
         """Every member's critic parameters (empty without the adversarial objective)."""
         return [p for member in self._members() for p in member.critic_parameters()]
 
     def loss(self, context: torch.Tensor | None, target: torch.Tensor) -> ModelLoss:
-        """Members' losses summed (each member's gradient is its own, the bottleneck's is shared) plus
-        the bottleneck's weighted KL once per member; metrics averaged over members."""
+        """Members' losses summed (each member's gradient is its own); metrics averaged over members."""
         context = target.new_zeros(target.shape[0], 0) if context is None else context
-        code, kl = self._sampled_code(context)
-        losses = [member.loss(code, target - self._anchor(index, code)) for index, member in enumerate(self._members())]
+        losses = [
+            member.loss(context, target - self._anchor(index, context)) for index, member in enumerate(self._members())
+        ]
         critics = [loss.critic for loss in losses if loss.critic is not None]
         metrics = {name: torch.stack([loss.metrics[name] for loss in losses]).mean() for name in losses[0].metrics}
-        if self.bottleneck is not None:
-            metrics["bottleneck_kl"] = kl.detach()
         return ModelLoss(
-            model=torch.stack([loss.model for loss in losses]).sum() + len(losses) * self.bottleneck_weight * kl,
+            model=torch.stack([loss.model for loss in losses]).sum(),
             critic=torch.stack(critics).sum() if critics else None,
             metrics=metrics,
         )
@@ -152,9 +112,8 @@ class ILVMEnsemble(nn.Module):
             context: ``(B, context_dim)``.
             k: samples drawn from each member per context, at least 2.
         """
-        code = self._mean_code(context)
         samples = torch.stack(
-            [member.sample(code, k) + self._anchor(index, code) for index, member in enumerate(self._members())]
+            [member.sample(context, k) + self._anchor(index, context) for index, member in enumerate(self._members())]
         )  # (M, k, B, D)
         within = samples.var(1).mean(0)
         between = samples.mean(1).var(0) - within / k

@@ -6,7 +6,7 @@ through samples. One class serves the state model (no context) and the transitio
 ``(s, a)``); which one is decided only by ``context_dim``.
 
 All tensors here are already encoded and normalised flat floats; turning Gym spaces into such tensors
-is the caller's job (see :mod:`ilvm_rl.exploration.spaces`). A target that holds images says so by an
+is the caller's job (see :mod:`ilvm_rl.data.spaces`). A target that holds images says so by an
 :class:`~ilvm_rl.model.observations.ObservationLayout`: the posterior then reads it through a CNN and
 the decoder draws it through a transposed CNN, while losses and scores still see flat vectors.
 """
@@ -24,7 +24,7 @@ from ilvm_rl.model.networks import gaussian_kl, mlp, split_gaussian
 from ilvm_rl.model.observations import ObservationDecoder, ObservationEncoder, ObservationLayout
 
 Objective = Literal["energy", "elbo", "adversarial"]
-Score = Literal["excess_error", "latent_surprise", "novelty", "density_ratio"]
+Score = Literal["excess_error", "latent_surprise", "novelty"]
 
 OBJECTIVES: tuple[Objective, ...] = ("energy", "elbo", "adversarial")
 # scores that read the posterior q(z|c,x), which only the elbo and adversarial objectives train
@@ -38,7 +38,10 @@ class ModelConfig:
     Attributes:
         objectives: training objectives, summed: ``energy`` (energy score of K prior samples),
             ``elbo`` (Huber reconstruction + ``kl_weight`` · KL with free bits) and ``adversarial``
-            (a joint critic on ``(c, x, z)`` as in BiGAN/ALI, spectral norm + R1 penalty).
+            (a joint critic on ``(c, x, z)`` as in BiGAN/ALI, spectral norm + R1 penalty). No shipped
+            recipe uses ``adversarial``: choose it when a score or a representation needs the
+            posterior (as ``elbo`` trains it) and the samples must spread over random outcomes, which
+            ``elbo``'s fixed-scale reconstruction loss narrows; it costs a critic to train and tune.
         latent_dim: size of ``z``.
         hidden_sizes: hidden widths of the prior, posterior and decoder MLPs.
         n_samples: K, prior samples per example for the energy score and the excess error.
@@ -88,8 +91,6 @@ class ModelConfig:
                 f"score {score!r} reads the posterior q(z|c,x), which only the 'elbo' and "
                 f"'adversarial' objectives train; objectives are {self.objectives}"
             )
-        if score == "density_ratio" and "adversarial" not in self.objectives:
-            raise ValueError("score 'density_ratio' needs the 'adversarial' objective")
 
 
 @dataclass
@@ -244,7 +245,6 @@ class ILVM(nn.Module):
             expectation wherever the samples reproduce the outcome distribution (not clipped).
             ``latent_surprise``: ``KL(q(z|c,x) ‖ p(z|c))``.
             ``novelty``: negative ELBO, Huber reconstruction from the posterior mean plus the KL.
-            ``density_ratio``: the critic's logit, ``log`` data density over model density.
         """
         self.config.check_score(kind)
         context = self._context(context, target.shape[0])
@@ -256,10 +256,6 @@ class ILVM(nn.Module):
         if kind == "novelty":
             recon, kl = self._elbo_terms(context, target, use_mean=True)
             return recon + kl.sum(-1)
-        if kind == "density_ratio":
-            assert self.critic is not None  # check_score guarantees it
-            mean_q, _ = self.posterior(context, target)
-            return self.critic(torch.cat([context, target, mean_q], dim=-1)).squeeze(-1)
         raise ValueError(f"unknown score {kind!r}")
 
     # ----------------------------------------------------------------- objective terms

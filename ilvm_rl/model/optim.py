@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import torch
 from torch import nn
+
+from ilvm_rl.model.ensemble import ILVMEnsemble
+from ilvm_rl.model.ilvm import ILVM, ModelLoss
+
+ADVERSARIAL_BETAS = (0.5, 0.9)
+"""Adam's moment decays for both players of an adversarial game: GANs train stably with a short memory."""
 
 
 class GuardedAdam:
@@ -53,3 +59,60 @@ def guarded_step(terms: Sequence[tuple[torch.Tensor, GuardedAdam]]) -> bool:
     for _, optim in terms:
         optim.optimizer.step()
     return True
+
+
+class ModelOptimisers:
+    """The optimisers of an ILVM (or an ensemble of them): one for the prior, posterior and decoder
+    and, with the ``adversarial`` objective, one for the critic.
+
+    Args:
+        model: the model whose parameters they own.
+        learning_rate: Adam step size of both.
+        max_grad_norm: gradients are clipped to this global norm (``math.inf``: never).
+    """
+
+    def __init__(self, model: ILVM | ILVMEnsemble, learning_rate: float, max_grad_norm: float = 10.0):
+        critic = model.critic_parameters()
+        betas = ADVERSARIAL_BETAS if critic else (0.9, 0.999)
+        self.model = GuardedAdam(model.model_parameters(), learning_rate, max_grad_norm, betas)
+        self.critic = GuardedAdam(critic, learning_rate, max_grad_norm, betas) if critic else None
+
+    def by_name(self) -> dict[str, GuardedAdam]:
+        """``model`` and, with a critic, ``critic``: the names checkpoints keep their states under."""
+        return {"model": self.model, **({"critic": self.critic} if self.critic is not None else {})}
+
+    def terms(self, loss: ModelLoss) -> list[tuple[torch.Tensor, GuardedAdam]]:
+        """Each loss of ``loss`` paired with the optimiser that minimises it, for :func:`guarded_step`."""
+        terms = [(loss.model, self.model)]
+        if loss.critic is not None and self.critic is not None:
+            terms.append((loss.critic, self.critic))
+        return terms
+
+    def step(self, loss: ModelLoss) -> dict[str, float] | None:
+        """One guarded step on ``loss``: its metrics as floats, or None if the step was skipped."""
+        if not guarded_step(self.terms(loss)):
+            return None
+        return {name: float(value) for name, value in loss.metrics.items()}
+
+
+def average_steps(steps: Iterable[dict[str, float] | None]) -> tuple[dict[str, float], int]:
+    """Take the steps of a training loop and average what they report.
+
+    Args:
+        steps: the metrics of each step taken, or None for a step skipped for a non-finite value;
+            drawn lazily, so each step runs when it is reached.
+
+    Returns:
+        The mean of each metric over the steps taken, as ``loss/<name>`` (empty if none was taken),
+        and the number of steps skipped.
+    """
+    totals: dict[str, float] = {}
+    taken = skipped = 0
+    for metrics in steps:
+        if metrics is None:
+            skipped += 1
+            continue
+        taken += 1
+        for name, value in metrics.items():
+            totals[name] = totals.get(name, 0.0) + value
+    return ({f"loss/{name}": value / taken for name, value in totals.items()} if taken else {}), skipped

@@ -27,7 +27,7 @@ from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.preprocessing import is_image_space
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 
-from ilvm_rl.exploration.spaces import ActionEncoder, step_batch
+from ilvm_rl.data.spaces import TransitionCodec
 from ilvm_rl.representation.state_model import (
     RepresentationConfig,
     StateModel,
@@ -163,14 +163,13 @@ class RepresentationCallback(BaseCallback):
                 "set policy_kwargs.share_features_extractor to true"
             )
         env = self.training_env
-        self.action_encoder = ActionEncoder(env.action_space)
-        self.trainer = StateModelTrainer(found[0].state_model, self.config, self.action_encoder.raw_dim, self.seed)
+        state_model = found[0].state_model
+        self.codec = TransitionCodec(state_model.flattener.space, env.action_space)
+        self.trainer = StateModelTrainer(state_model, self.config, self.codec, self.seed)
 
     def _on_step(self) -> bool:
         assert self.trainer is not None
-        self.trainer.observe(
-            step_batch(self.trainer.state_model.flattener, self.action_encoder, **step_transitions(self))
-        )
+        self.trainer.observe(self.codec.batch(**step_transitions(self)))
         self.recent += self.training_env.num_envs
         return True
 

@@ -26,7 +26,7 @@ import torch
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.env_util import make_vec_env
 
-from ilvm_rl.exploration.spaces import ActionEncoder, step_batch
+from ilvm_rl.data.spaces import TransitionCodec
 from ilvm_rl.representation.state_model import (
     RepresentationConfig,
     StateModel,
@@ -77,8 +77,8 @@ def pretrain(
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         state_model = StateModel(venv.observation_space, config.model)
-    action_encoder = ActionEncoder(venv.action_space)
-    trainer = StateModelTrainer(state_model, config, action_encoder.raw_dim, seed)
+    codec = TransitionCodec(venv.observation_space, venv.action_space)
+    trainer = StateModelTrainer(state_model, config, codec, seed)
     obs = venv.reset()
     assert not isinstance(obs, tuple)
     for _ in range(-(-steps // n_envs)):
@@ -87,11 +87,7 @@ def pretrain(
         assert not isinstance(new_obs, tuple)  # the state model refuses Tuple spaces when it is built
         truncated = np.array([bool(info.get("TimeLimit.truncated", False)) for info in infos])
         next_obs = real_next_obs(new_obs, dones, infos)
-        trainer.observe(
-            step_batch(
-                state_model.flattener, action_encoder, obs, actions, next_obs, dones & ~truncated, dones & truncated
-            )
-        )
+        trainer.observe(codec.batch(obs, actions, next_obs, dones & ~truncated, dones & truncated))
         obs = new_obs
     venv.close()
     with torch.random.fork_rng(devices=[]):

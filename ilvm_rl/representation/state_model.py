@@ -10,7 +10,6 @@ on), read without pickle.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -18,23 +17,29 @@ from typing import Any, Literal
 import numpy as np
 import torch
 from gymnasium import spaces
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
 from torch import nn
 
-from ilvm_rl.checkpoint import CheckpointError, describe_space
+from ilvm_rl.checkpoint import (
+    SETTINGS_FILE,
+    CheckpointError,
+    describe_space,
+    read_tensors,
+    write_checkpoint,
+)
+from ilvm_rl.checkpoint import (
+    read_settings as read_checkpoint_settings,
+)
 from ilvm_rl.config import ConfigError, from_dict, to_dict
-from ilvm_rl.exploration.bonus import ADVERSARIAL_BETAS, finite_rows
-from ilvm_rl.exploration.normalisation import RunningMeanStd
-from ilvm_rl.exploration.spaces import MAX_FIXED_SCALE_SPAN, ObservationFlattener
-from ilvm_rl.exploration.store import TransitionBatch, TransitionStore
+from ilvm_rl.data.replay import TransitionBatch
+from ilvm_rl.data.spaces import ObservationFlattener, TransitionCodec, bounded_values, fixed_scale
+from ilvm_rl.data.statistics import RunningMeanStd
 from ilvm_rl.model.ilvm import ILVM, ModelConfig
-from ilvm_rl.model.optim import GuardedAdam, guarded_step
+from ilvm_rl.model.optim import ModelOptimisers, average_steps
 
 Mode = Literal["frozen", "finetune", "online"]
 MODES: tuple[Mode, ...] = ("frozen", "finetune", "online")
 FORMAT_VERSION = 1
-WEIGHTS_FILE, SETTINGS_FILE = "weights.safetensors", "settings.json"
+KIND = "representation checkpoint (ilvm-rl pretrain --out)"
 
 
 @dataclass(frozen=True)
@@ -111,13 +116,10 @@ class StateModel(nn.Module):
         super().__init__()
         self.flattener = ObservationFlattener(observation_space)
         flat = self.flattener.flat_space
-        low, high = flat.low.astype(np.float64), flat.high.astype(np.float64)
-        span = high - low
-        self.bounded = np.isfinite(span) & (span > 0) & (span <= MAX_FIXED_SCALE_SPAN)
-        low, high = np.where(self.bounded, low, -1.0), np.where(self.bounded, high, 1.0)
-        centre, half_width = (high + low) / 2, (high - low) / 2  # 0 and 1 where running statistics take over
-        self.register_buffer("centre", torch.as_tensor(centre, dtype=torch.float32))
-        self.register_buffer("half_width", torch.as_tensor(half_width, dtype=torch.float32))
+        self.bounded = bounded_values(flat)
+        centre, half_width = fixed_scale(flat)  # 0 and 1 where running statistics take over
+        self.register_buffer("centre", torch.as_tensor(centre))
+        self.register_buffer("half_width", torch.as_tensor(half_width))
         self.stats = RunningMeanStd((self.flattener.layout.dim,))
         # the running statistics also live in buffers, so that every state dict carries them (the
         # policy's in an SB3 model zip included) and a resumed run standardises as before
@@ -162,21 +164,16 @@ class StateModelTrainer:
     Args:
         state_model: the model to train.
         config: replay size, batches, schedule and step size.
-        action_dim: width of a stored action (the replay keeps whole transitions, as the exploration
-            module's does).
+        codec: how the replay stores transitions (it keeps whole transitions, as the exploration
+            module's does); its observations are laid out as the state model's.
         seed: seeds the replay sampling.
     """
 
-    def __init__(self, state_model: StateModel, config: RepresentationConfig, action_dim: int, seed: int = 0):
+    def __init__(self, state_model: StateModel, config: RepresentationConfig, codec: TransitionCodec, seed: int = 0):
         self.state_model = state_model
         self.config = config
-        model = state_model.model
-        betas = ADVERSARIAL_BETAS if model.critic is not None else (0.9, 0.999)
-        self.optims = [GuardedAdam(model.model_parameters(), config.learning_rate, betas=betas)]
-        if model.critic is not None:
-            self.optims.append(GuardedAdam(model.critic_parameters(), config.learning_rate, betas=betas))
-        flat = state_model.flattener.flat_space
-        self.store = TransitionStore(config.store_capacity, int(flat.shape[0]), action_dim, flat.dtype)
+        self.optims = ModelOptimisers(state_model.model, config.learning_rate)
+        self.store = codec.store(config.store_capacity)
         self.rng = np.random.default_rng(seed)
         self.skipped = 0
         self.pending: list[np.ndarray] = []  # next observations ``(n, dim)`` not yet in the input scaling
@@ -188,7 +185,7 @@ class StateModelTrainer:
         (its values and log-probabilities are stored with the features of that scale)."""
         self.store.add(batch)
         if not self.state_model.bounded.all():  # else nothing to standardise (images)
-            self.pending.append(batch.next_obs[finite_rows(batch)])
+            self.pending.append(batch.next_obs[batch.finite_rows()])
 
     def update(self, steps: int, recent: int = 0) -> dict[str, float]:
         """Fold the observations seen since the last call into the input scaling, then take ``steps``
@@ -197,27 +194,22 @@ class StateModelTrainer:
         if self.pending:
             self.state_model.update_scale(np.concatenate(self.pending))
             self.pending = []
-        totals: dict[str, float] = {}
-        taken = 0
-        for _ in range(steps):
-            batch = self.store.sample(self.config.batch_size, self.rng, recent, self.config.recent_fraction)
-            rows = finite_rows(batch)
-            if not rows.any():
-                self.skipped += 1
-                continue
-            loss = self.state_model.model.loss(None, self.state_model.scaled(torch.as_tensor(batch.next_obs[rows])))
-            terms = [(loss.model, self.optims[0])]
-            if loss.critic is not None:
-                terms.append((loss.critic, self.optims[1]))
-            if not guarded_step(terms):
-                self.skipped += 1
-                continue
-            taken += 1
-            for name, value in loss.metrics.items():
-                totals[name] = totals.get(name, 0.0) + float(value)
-        metrics = {f"loss/{name}": value / taken for name, value in totals.items()} if taken else {}
+        batches = (
+            self.store.sample(self.config.batch_size, self.rng, recent, self.config.recent_fraction)
+            for _ in range(steps)
+        )
+        metrics, skipped = average_steps(self._step(batch) for batch in batches)
+        self.skipped += skipped
         metrics["skipped_updates"] = float(self.skipped)
         return metrics
+
+    def _step(self, batch: TransitionBatch) -> dict[str, float] | None:
+        """One guarded gradient step on the finite next observations of ``batch``; None if skipped."""
+        rows = batch.finite_rows()
+        if not rows.any():
+            return None
+        loss = self.state_model.model.loss(None, self.state_model.scaled(torch.as_tensor(batch.next_obs[rows])))
+        return self.optims.step(loss)
 
 
 def save_state_model(
@@ -228,22 +220,13 @@ def save_state_model(
     Args:
         extra: more JSON-able facts to keep in the settings (how it was pretrained).
     """
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
     settings = {
         "format_version": FORMAT_VERSION,
         "representation": to_dict(config),
         "observation_space": describe_space(state_model.flattener.space),
         **(extra or {}),
     }
-    tensors = {k: v.detach().contiguous().clone() for k, v in state_model.state_dict().items()}
-    # temporary names first, so that an interrupted save never leaves half a checkpoint
-    tmp_weights, tmp_settings = folder / (WEIGHTS_FILE + ".tmp"), folder / (SETTINGS_FILE + ".tmp")
-    save_file(tensors, str(tmp_weights))
-    tmp_settings.write_text(json.dumps(settings, indent=2))
-    tmp_weights.replace(folder / WEIGHTS_FILE)
-    tmp_settings.replace(folder / SETTINGS_FILE)
-    return folder
+    return write_checkpoint(folder, state_model.state_dict(), settings)
 
 
 def read_settings(folder: str | Path) -> tuple[RepresentationConfig, dict[str, Any]]:
@@ -252,20 +235,8 @@ def read_settings(folder: str | Path) -> tuple[RepresentationConfig, dict[str, A
     Raises:
         CheckpointError: the folder lacks a file, or the settings are malformed or of another format.
     """
-    folder = Path(folder)
-    settings_path = folder / SETTINGS_FILE
-    for path in (settings_path, folder / WEIGHTS_FILE):
-        if not path.is_file():
-            raise CheckpointError(
-                f"{path}: missing; a representation checkpoint (ilvm-rl pretrain --out) holds "
-                f"{SETTINGS_FILE} and {WEIGHTS_FILE}"
-            )
-    try:
-        settings = json.loads(settings_path.read_text())
-    except json.JSONDecodeError as error:
-        raise CheckpointError(f"{settings_path}: not valid JSON ({error})") from error
-    if not isinstance(settings, dict) or settings.get("format_version") != FORMAT_VERSION:
-        raise CheckpointError(f"{settings_path}: not a representation checkpoint of format {FORMAT_VERSION}")
+    settings_path = Path(folder) / SETTINGS_FILE
+    settings = read_checkpoint_settings(folder, KIND, FORMAT_VERSION)
     try:
         config = from_dict(RepresentationConfig, settings["representation"], f"{settings_path}: representation")
     except (ConfigError, KeyError) as error:
@@ -293,8 +264,8 @@ def load_state_model_weights(state_model: StateModel, folder: str | Path) -> Non
             f"{Path(folder) / SETTINGS_FILE}: pretrained with model settings {to_dict(config.model)}, but the "
             f"recipe asks for {to_dict(state_model.model.config)}; pretrain with the same recipe"
         )
+    tensors = read_tensors(folder)
     try:
-        tensors = load_file(str(Path(folder) / WEIGHTS_FILE))
         # checkpoints written before the statistics became buffers name them stats.mean, ...
         state_model.load_state_dict(
             {
@@ -302,7 +273,7 @@ def load_state_model_weights(state_model: StateModel, folder: str | Path) -> Non
                 for key, value in tensors.items()
             }
         )
-    except (KeyError, RuntimeError, SafetensorError) as error:
+    except (KeyError, RuntimeError) as error:
         raise CheckpointError(f"{folder}: cannot restore the state model ({error})") from error
 
 

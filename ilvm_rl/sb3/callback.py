@@ -22,10 +22,10 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
 from stable_baselines3.common.vec_env import VecNormalize
 
-from ilvm_rl.checkpoint import load_explorer, save_explorer
 from ilvm_rl.config import from_dict
+from ilvm_rl.data.spaces import Observation
+from ilvm_rl.exploration.checkpoint import load_explorer, save_explorer
 from ilvm_rl.exploration.explorer import ExplorationConfig, Explorer
-from ilvm_rl.exploration.spaces import Observation
 
 
 def real_next_obs(new_obs: Observation, dones: np.ndarray, infos: list[dict[str, Any]]) -> Observation:
@@ -110,12 +110,12 @@ class ExplorationCallback(BaseCallback):
     Usage::
 
         model = PPO("MlpPolicy", env)
-        model.learn(300_000, callback=ExplorationCallback(ExplorationConfig(score="disagreement")))
+        model.learn(300_000, callback=ExplorationCallback(ExplorationConfig(bonus=DisagreementConfig())))
 
     Args:
         config: exploration settings, as an :class:`ExplorationConfig` or a plain mapping of its
             fields (as RL Baselines3 Zoo passes them); ignored when ``explorer`` is given.
-        explorer: a ready module (e.g. from :func:`ilvm_rl.checkpoint.load_explorer`).
+        explorer: a ready module (e.g. from :func:`ilvm_rl.exploration.checkpoint.load_explorer`).
         seed: seeds the module built from ``config``.
         checkpoint_dir: if set, :meth:`save` writes the module here.
         verbose: SB3 verbosity.

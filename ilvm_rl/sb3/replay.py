@@ -21,7 +21,7 @@ are bootstrapped by SB3 as they are without the bonus.
 Usage::
 
     model = DQN("MlpPolicy", env, replay_buffer_class=ExplorationReplayBuffer,
-                replay_buffer_kwargs={"config": {"score": "novelty"}})
+                replay_buffer_kwargs={"config": {"bonus": "ilvm", "score": "novelty"}})
     model.learn(100_000, callback=ReplayExplorationCallback())
 
 The callback hands the buffer the run's progress (needed for a β schedule), logs ``ilvm/`` tags and
@@ -47,11 +47,12 @@ from stable_baselines3.common.type_aliases import DictReplayBufferSamples, Repla
 from stable_baselines3.common.vec_env import VecNormalize
 from stable_baselines3.her.her_replay_buffer import HerReplayBuffer
 
-from ilvm_rl.checkpoint import CheckpointError, load_explorer, save_explorer
+from ilvm_rl.checkpoint import CheckpointError
 from ilvm_rl.config import from_dict, to_dict
+from ilvm_rl.data.replay import TransitionBatch
+from ilvm_rl.data.spaces import Observation
+from ilvm_rl.exploration.checkpoint import load_explorer, save_explorer
 from ilvm_rl.exploration.explorer import ExplorationConfig, Explorer
-from ilvm_rl.exploration.spaces import Observation, step_batch
-from ilvm_rl.exploration.store import TransitionBatch
 
 BUFFER_KEYS = ("config", "seed", "handle_timeout_termination")
 HER_KEYS = ("goal_selection_strategy", "n_sampled_goal", "copy_info_dict", "env")
@@ -129,9 +130,7 @@ class ReplayBonus:
             low, high = self.action_bounds
             actions = low + 0.5 * (actions + 1.0) * (high - low)
         dones, timeouts = buffer.dones[rows, envs] > 0, buffer.timeouts[rows, envs] > 0
-        return step_batch(
-            self.explorer.flattener,
-            self.explorer.action_encoder,
+        return self.explorer.codec.batch(
             _rows(buffer.observations, rows, envs),
             actions,
             _rows(buffer.next_observations, rows, envs),

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from gymnasium import spaces
 
-from ilvm_rl.exploration.store import TransitionBatch
+from ilvm_rl.data.replay import TransitionBatch, TransitionStore
 from ilvm_rl.model.observations import ObservationLayout, ObservationPart
 
 # a Box whose bounds are finite and no wider than this is scaled to [-1, 1] by its bounds;
@@ -17,7 +17,7 @@ MAX_FIXED_SCALE_SPAN = 1e4
 
 
 class UnsupportedSpaceError(ValueError):
-    """An observation or action space the exploration models cannot read."""
+    """An observation or action space the models cannot read."""
 
 
 def check_observation_space(space: spaces.Space) -> spaces.Box:
@@ -105,15 +105,24 @@ class ObservationFlattener:
         return torch.cat(pieces, dim=1)
 
 
+def bounded_values(space: spaces.Box) -> np.ndarray:
+    """Mask, in the shape of the Box, of the values whose bounds are finite and narrow enough to scale
+    them by (:data:`MAX_FIXED_SCALE_SPAN`)."""
+    span = space.high.astype(np.float64) - space.low.astype(np.float64)
+    return np.isfinite(span) & (span > 0) & (span <= MAX_FIXED_SCALE_SPAN)
+
+
 def has_fixed_scale(space: spaces.Box) -> bool:
     """True when the Box bounds are finite and narrow enough to scale observations by them."""
-    span = space.high.astype(np.float64) - space.low.astype(np.float64)
-    return bool(np.all(np.isfinite(span)) and np.all(span > 0) and np.all(span <= MAX_FIXED_SCALE_SPAN))
+    return bool(np.all(bounded_values(space)))
 
 
 def fixed_scale(space: spaces.Box) -> tuple[np.ndarray, np.ndarray]:
-    """Centre and half-width of a bounded Box, so ``(obs - centre) / half_width`` lies in [-1, 1]."""
-    low, high = space.low.astype(np.float64), space.high.astype(np.float64)
+    """Centre and half-width of the bounded values of a Box (:func:`bounded_values`), so that
+    ``(obs - centre) / half_width`` lies in [-1, 1] there; 0 and 1 for the other values."""
+    bounded = bounded_values(space)
+    low = np.where(bounded, space.low.astype(np.float64), -1.0)
+    high = np.where(bounded, space.high.astype(np.float64), 1.0)
     return ((high + low) / 2).astype(np.float32), ((high - low) / 2).astype(np.float32)
 
 
@@ -164,29 +173,51 @@ class ActionEncoder:
         return np.concatenate(pieces, axis=1)
 
 
-def step_batch(
-    flattener: ObservationFlattener,
-    action_encoder: ActionEncoder,
-    obs: Observation,
-    actions: Any,
-    next_obs: Observation,
-    terminated: np.ndarray,
-    truncated: np.ndarray,
-) -> TransitionBatch:
-    """One step of ``n`` parallel environments as a batch of ``n`` flat transitions.
+class TransitionCodec:
+    """How a module stores the steps of its environments: observations as flat vectors, actions as
+    the agent produced them. A module builds one and hands it to each of its models, so that they
+    all read the replay the same way.
 
     Args:
-        obs: the observations the actions were taken in, as the vec env gives them.
-        actions: the actions as the agent produced them (any shape holding ``n`` actions).
-        next_obs: the observations the steps led to (terminal ones at episode ends).
-        terminated: ``(n,)`` bool.
-        truncated: ``(n,)`` bool.
+        observation_space: a 1-D Box, a 3-D Box (image) or a Dict of those (:class:`ObservationFlattener`).
+        action_space: Discrete, 1-D MultiDiscrete or 1-D Box (:class:`ActionEncoder`).
+
+    Attributes:
+        observations: the flattener of the observations.
+        actions: the encoder of the actions.
     """
-    n = len(terminated)
-    return TransitionBatch(
-        obs=flattener.flatten(obs, n),
-        actions=action_encoder.raw(actions, n),
-        next_obs=flattener.flatten(next_obs, n),
-        terminated=np.asarray(terminated, dtype=bool),
-        truncated=np.asarray(truncated, dtype=bool),
-    )
+
+    def __init__(self, observation_space: spaces.Space, action_space: spaces.Space):
+        self.observations = ObservationFlattener(observation_space)
+        self.actions = ActionEncoder(action_space)
+
+    def batch(
+        self,
+        obs: Observation,
+        actions: Any,
+        next_obs: Observation,
+        terminated: np.ndarray,
+        truncated: np.ndarray,
+    ) -> TransitionBatch:
+        """One step of ``n`` parallel environments as a batch of ``n`` flat transitions.
+
+        Args:
+            obs: the observations the actions were taken in, as the vec env gives them.
+            actions: the actions as the agent produced them (any shape holding ``n`` actions).
+            next_obs: the observations the steps led to (terminal ones at episode ends).
+            terminated: ``(n,)`` bool.
+            truncated: ``(n,)`` bool.
+        """
+        n = len(terminated)
+        return TransitionBatch(
+            obs=self.observations.flatten(obs, n),
+            actions=self.actions.raw(actions, n),
+            next_obs=self.observations.flatten(next_obs, n),
+            terminated=np.asarray(terminated, dtype=bool),
+            truncated=np.asarray(truncated, dtype=bool),
+        )
+
+    def store(self, capacity: int) -> TransitionStore:
+        """An empty replay of ``capacity`` transitions of these spaces."""
+        flat = self.observations.flat_space
+        return TransitionStore(capacity, self.observations.layout.dim, self.actions.raw_dim, flat.dtype)

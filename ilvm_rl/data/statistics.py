@@ -1,8 +1,11 @@
-"""Running statistics: input standardisation and the RND recipe for scaling intrinsic rewards."""
+"""Running statistics (one class for every module) and the input scaling built on them."""
 
 from __future__ import annotations
 
 import numpy as np
+from gymnasium import spaces
+
+from ilvm_rl.data.spaces import fixed_scale, has_fixed_scale
 
 
 def _combine(
@@ -76,38 +79,37 @@ class RunningMeanStd:
             self.window = [(m, v, float(n)) for m, v, n in zip(means, variances, counts, strict=True)]
 
 
-class ReturnScaler:
-    """Divides intrinsic rewards by a running std of their discounted returns (the RND recipe).
-
-    One discounted return is kept per environment and never reset at episode ends, since novelty
-    does not stop when an episode does; only its spread is used, so the sign of a reward is kept.
-    The statistics cover a window of the latest returns: a model's first errors are orders of
-    magnitude larger than its later ones, and a std that remembered them would shrink the bonus to
-    nothing.
+class ObservationNormaliser:
+    """Scales observations to about [-1, 1]: by the Box bounds when they are finite and narrow,
+    otherwise by running mean and std (clipped to ±``clip`` standard deviations).
 
     Args:
-        n_envs: number of parallel environments.
-        gamma: discount of the intrinsic return.
-        memory: returns the running std covers (None: all of them).
+        space: a 1-D Box observation space.
+        clip: bound on standardised values (running statistics only).
+        always_running: ignore the bounds and always standardise (the RND recipe).
     """
 
-    def __init__(self, n_envs: int, gamma: float, memory: int | None = None):
-        self.gamma = gamma
-        self.returns = np.zeros(n_envs, dtype=np.float64)
-        self.stats = RunningMeanStd(memory=memory)
+    def __init__(self, space: spaces.Box, clip: float = 5.0, always_running: bool = False):
+        self.clip = clip
+        self.fixed = has_fixed_scale(space) and not always_running
+        if self.fixed:
+            self.centre, self.half_width = fixed_scale(space)
+        self.stats = RunningMeanStd(space.shape)
 
-    def scale(self, rewards: np.ndarray) -> np.ndarray:
-        """Scale a rollout of rewards ``(n_steps, n_envs)``, updating the statistics with it first."""
-        discounted = np.empty_like(rewards, dtype=np.float64)
-        for step, reward in enumerate(rewards):
-            self.returns = self.returns * self.gamma + reward
-            discounted[step] = self.returns
-        self.stats.update(discounted.reshape(-1))
-        return (rewards / self.stats.std).astype(np.float32)
+    def update(self, obs: np.ndarray) -> None:
+        """Fold observations ``(n, dim)`` into the running statistics (a no-op with fixed bounds)."""
+        if not self.fixed:
+            self.stats.update(obs)
 
-    def state(self) -> dict[str, np.ndarray]:
-        return {"returns": self.returns, **{f"stats.{k}": v for k, v in self.stats.state().items()}}
+    def __call__(self, obs: np.ndarray) -> np.ndarray:
+        """Observations ``(n, dim)`` scaled, ``(n, dim)``."""
+        if self.fixed:
+            return (obs - self.centre) / self.half_width
+        return np.clip((obs - self.stats.mean) / self.stats.std, -self.clip, self.clip).astype(np.float32)
 
-    def load_state(self, state: dict[str, np.ndarray]) -> None:
-        self.returns = state["returns"].astype(np.float64)
-        self.stats.load_state({k.removeprefix("stats."): v for k, v in state.items() if k.startswith("stats.")})
+    def inverse(self, scaled: np.ndarray) -> np.ndarray:
+        """Scaled values ``(n, dim)`` back in observation units, ``(n, dim)`` float32 (a value that
+        :meth:`__call__` clipped comes back at the clip)."""
+        if self.fixed:
+            return (scaled * self.half_width + self.centre).astype(np.float32)
+        return (scaled * self.stats.std + self.stats.mean).astype(np.float32)

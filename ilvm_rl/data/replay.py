@@ -1,7 +1,9 @@
-"""A bounded replay of transitions, fed every environment step, that the exploration models learn from.
+"""A bounded replay of transitions, fed every environment step, that the modules' models learn from.
 
 PPO's rollout buffer is emptied every iteration, while novelty is relative to all of history, so the
-exploration module keeps its own. Memory is fixed at construction: a ring of ``capacity`` rows.
+exploration module keeps its own replay; the representation module's online training and its
+pretraining, and the world model's benchmark, keep one too. Memory is fixed at construction: a ring of
+``capacity`` rows.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ class TransitionBatch:
     """A batch of ``n`` transitions (raw, unnormalised).
 
     Attributes:
-        obs: observations ``(n, obs_dim)``, flat (see :class:`ilvm_rl.exploration.spaces.ObservationFlattener`).
+        obs: observations ``(n, obs_dim)``, flat (see :class:`ilvm_rl.data.spaces.ObservationFlattener`).
         actions: actions as stored by :class:`ActionEncoder.raw`, ``(n, action_dim)``.
         next_obs: the real next observations ``(n, obs_dim)`` (terminal ones at episode ends).
         terminated: ``(n,)`` bool, the episode ended in a terminal state.
@@ -31,6 +33,20 @@ class TransitionBatch:
 
     def __len__(self) -> int:
         return len(self.obs)
+
+    def finite_rows(self) -> np.ndarray:
+        """``(n,)`` mask of the transitions whose observations and actions are all finite."""
+        return (
+            np.isfinite(self.obs).all(axis=1)
+            & np.isfinite(self.next_obs).all(axis=1)
+            & np.isfinite(self.actions).all(axis=1)
+        )
+
+    def select(self, rows: np.ndarray) -> TransitionBatch:
+        """The transitions at ``rows`` (a mask or indices)."""
+        return TransitionBatch(
+            self.obs[rows], self.actions[rows], self.next_obs[rows], self.terminated[rows], self.truncated[rows]
+        )
 
     def state_change(self) -> np.ndarray:
         """``next_obs − obs`` ``(n, obs_dim)`` in float32 (images are stored as uint8, where 0 − 255 wraps to 1)."""

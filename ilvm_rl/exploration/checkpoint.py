@@ -1,0 +1,156 @@
+"""Checkpoints of the exploration module: tensors in safetensors, settings in JSON, no pickle.
+
+A checkpoint folder holds ``weights.safetensors`` (bonus model, intrinsic value function and their
+optimisers, running statistics, the replay unless the module learns from an off-policy agent's replay
+buffer, the module's random stream) and ``settings.json`` (format version, module settings, the spaces
+it was built for, whether it keeps a replay of its own).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from gymnasium import spaces
+
+from ilvm_rl.checkpoint import (
+    SETTINGS_FILE,
+    CheckpointError,
+    check_spaces,
+    describe_space,
+    read_json,
+    read_settings,
+    read_tensors,
+    write_checkpoint,
+)
+from ilvm_rl.config import ConfigError, from_dict, to_dict
+from ilvm_rl.exploration.bonus import BonusModel
+from ilvm_rl.exploration.explorer import ExplorationConfig, Explorer
+from ilvm_rl.exploration.streams import IntrinsicCritic
+
+# 2: the intrinsic value function, the module's torch random stream, statistics by part
+# 3: one settings class per bonus (exploration.bonus names it)
+FORMAT_VERSION = 3
+KIND = "exploration checkpoint"
+
+
+def _trained_parts(explorer: Explorer) -> dict[str, BonusModel | IntrinsicCritic]:
+    """The module's networks by checkpoint prefix; each has weights, optimisers and statistics."""
+    return {"model": explorer.bonus_model, "int_value": explorer.int_critic}
+
+
+def _arrays(explorer: Explorer) -> dict[str, torch.Tensor]:
+    tensors: dict[str, torch.Tensor] = {}
+    numpy_state: dict[str, np.ndarray] = {}
+    for prefix, part in _trained_parts(explorer).items():
+        tensors.update({f"{prefix}.{k}": v for k, v in part.state_dict().items()})
+        for name, optim in part.optimisers().items():
+            for index, state in optim.optimizer.state_dict()["state"].items():
+                for key, value in state.items():
+                    tensors[f"optim.{name}.{index}.{key}"] = torch.as_tensor(value)
+        for name, stats in part.statistics().items():
+            numpy_state.update({f"stats.{prefix}.{name}.{k}": v for k, v in stats.state().items()})
+    numpy_state.update({f"scaler.{k}": v for k, v in explorer.scaler.state().items()})
+    numpy_state.update({f"stats.raw_reward.{k}": v for k, v in explorer.raw_reward_stats.state().items()})
+    if explorer.store is not None:
+        numpy_state.update({f"store.{k}": v for k, v in explorer.store.state().items()})
+    numpy_state["int_episode_returns"] = explorer.int_episode_returns
+    tensors.update({k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in numpy_state.items()})
+    tensors["torch_rng_state"] = explorer.torch_rng_state
+    return tensors
+
+
+def save_explorer(explorer: Explorer, folder: str | Path, steps: int | None = None) -> Path:
+    """Write ``explorer`` to ``folder`` (created if needed); returns the folder.
+
+    Args:
+        steps: the agent's step count, recorded so that a run can tell whether model and module
+            were saved together (:func:`read_checkpoint_steps`).
+    """
+    settings = {
+        "format_version": FORMAT_VERSION,
+        "exploration": to_dict(explorer.config),
+        "observation_space": describe_space(explorer.observation_space),
+        "action_space": describe_space(explorer.action_space),
+        "n_envs": explorer.n_envs,
+        "own_replay": explorer.store is not None,
+        "counters": explorer.counters,
+        "rng_state": explorer.rng.bit_generator.state,
+        "steps": steps,
+    }
+    return write_checkpoint(folder, _arrays(explorer), settings)
+
+
+def read_checkpoint_steps(folder: str | Path) -> int | None:
+    """The agent's step count recorded with an exploration checkpoint (None when it was saved
+    without one).
+
+    Raises:
+        CheckpointError: the settings file is missing or not valid JSON.
+    """
+    steps = read_json(Path(folder) / SETTINGS_FILE).get("steps")
+    return int(steps) if isinstance(steps, int) else None
+
+
+def _prefixed(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, np.ndarray]:
+    return {k.removeprefix(prefix): v.numpy() for k, v in tensors.items() if k.startswith(prefix)}
+
+
+def _restore(explorer: Explorer, tensors: dict[str, torch.Tensor], settings: dict[str, Any]) -> None:
+    for prefix, part in _trained_parts(explorer).items():
+        part.load_state_dict(
+            {k.removeprefix(f"{prefix}."): v for k, v in tensors.items() if k.startswith(f"{prefix}.")}
+        )
+        for name, optim in part.optimisers().items():
+            state: dict[int, dict[str, torch.Tensor]] = {}
+            for key, value in tensors.items():
+                if key.startswith(f"optim.{name}."):
+                    index, field = key.removeprefix(f"optim.{name}.").split(".", 1)
+                    state.setdefault(int(index), {})[field] = value
+            groups = optim.optimizer.state_dict()["param_groups"]
+            optim.optimizer.load_state_dict({"state": state, "param_groups": groups})
+        for name, stats in part.statistics().items():
+            stats.load_state(_prefixed(tensors, f"stats.{prefix}.{name}."))
+    scaler_state = _prefixed(tensors, "scaler.")
+    if explorer.n_envs == settings["n_envs"]:
+        explorer.int_episode_returns = tensors["int_episode_returns"].numpy().astype(np.float64)
+    else:  # per-env running returns cannot be mapped onto another number of envs; the scale can
+        scaler_state["returns"] = explorer.scaler.returns
+    explorer.scaler.load_state(scaler_state)
+    raw_reward_state = _prefixed(tensors, "stats.raw_reward.")
+    if raw_reward_state:  # checkpoints written before the off-policy buffer do not keep it
+        explorer.raw_reward_stats.load_state(raw_reward_state)
+    if explorer.store is not None:
+        explorer.store.load_state(_prefixed(tensors, "store."))
+    explorer.torch_rng_state = tensors["torch_rng_state"].clone()
+    explorer.counters.update(settings.get("counters", {}))
+    explorer.rng.bit_generator.state = settings["rng_state"]
+
+
+def load_explorer(
+    folder: str | Path,
+    observation_space: spaces.Space,
+    action_space: spaces.Space,
+    n_envs: int | None = None,
+    seed: int = 0,
+) -> Explorer:
+    """Rebuild an :class:`Explorer` from ``folder`` for an environment with the given spaces.
+
+    Raises:
+        CheckpointError: the folder lacks a file, the format is unknown, or a space differs.
+    """
+    settings_path = Path(folder) / SETTINGS_FILE
+    settings = read_settings(folder, KIND, FORMAT_VERSION)
+    check_spaces(folder, settings, observation_space=observation_space, action_space=action_space)
+    try:
+        config = from_dict(ExplorationConfig, settings["exploration"], f"{settings_path}: exploration")
+        n_envs = n_envs or int(settings["n_envs"])
+        explorer = Explorer(config, observation_space, action_space, n_envs, seed, settings.get("own_replay", True))
+        _restore(explorer, read_tensors(folder), settings)
+    except CheckpointError:
+        raise
+    except (ConfigError, KeyError, TypeError, ValueError, RuntimeError) as error:
+        raise CheckpointError(f"{folder}: cannot restore the exploration module ({error})") from error
+    return explorer
