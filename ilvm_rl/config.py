@@ -163,6 +163,37 @@ def _variant(name: str, field: dataclasses.Field[Any], data: dict[str, Any], whe
     return value, own
 
 
+def merge_settings(cls: Any, base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    """``update`` merged over ``base``, two plain dicts of settings for the dataclass ``cls`` (or of a
+    plain mapping when ``cls`` is None): nested mappings merge key by key. Where ``update`` chooses
+    another variant of a field than ``base`` holds, ``base``'s keys of its variant are dropped first,
+    so that a recipe extending ``ppo_ilvm`` can say ``bonus: rnd`` without the ensemble's keys."""
+    merged = dict(base)
+    hints = typing.get_type_hints(cls) if cls is not None else {}
+    for f in dataclasses.fields(cls) if cls is not None else ():
+        if VARIANTS not in f.metadata or f.name not in update:
+            continue
+        assert f.default_factory is not dataclasses.MISSING, f"{f.name}: a variant field needs a default_factory"
+        before = merged.get(f.name, variant_name(f, f.default_factory()))
+        if update[f.name] != before and before in f.metadata[VARIANTS]:
+            for key in _field_names(f.metadata[VARIANTS][before]):
+                merged.pop(key, None)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = merge_settings(_settings_class(hints.get(key)), merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _settings_class(annotation: Any) -> Any:
+    """The dataclass an annotation holds (``ExplorationConfig | None`` holds ``ExplorationConfig``), else None."""
+    for candidate in (annotation, *typing.get_args(annotation)):
+        if dataclasses.is_dataclass(candidate):
+            return candidate
+    return None
+
+
 def read_yaml_mapping(path: Path, layout: str) -> dict[str, Any]:
     """The mapping a YAML file holds (an empty file is an empty mapping).
 

@@ -27,7 +27,7 @@ from stable_baselines3 import A2C, DQN, PPO, SAC, TD3
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 
-from ilvm_rl.config import ConfigError, from_dict, read_yaml_mapping, shipped_names, shipped_or_path
+from ilvm_rl.config import ConfigError, from_dict, merge_settings, read_yaml_mapping, shipped_names, shipped_or_path
 from ilvm_rl.exploration.explorer import ExplorationConfig
 from ilvm_rl.representation.state_model import RepresentationConfig
 
@@ -196,16 +196,6 @@ def file_stem(env_id: str) -> str:
     return env_id.replace("/", "-").replace(":", "-")
 
 
-def _merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
-    merged = dict(base)
-    for key, value in update.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = _merge(merged[key], value)
-        else:
-            merged[key] = value
-    return merged
-
-
 def _sections(path: Path, env_id: str, seen: tuple[Path, ...] = ()) -> list[tuple[str, dict[str, Any]]]:
     """The ``(label, section)`` pairs that apply to ``env_id``, parent recipes first."""
     if path.resolve() in seen:
@@ -263,6 +253,6 @@ def load_recipe(agent: str, env_id: str, overrides: dict[str, Any] | None = None
         sections.append(("overrides", overrides))
     merged: dict[str, Any] = {}
     for label, section in sections:
-        merged = _merge(merged, section)
+        merged = merge_settings(Recipe, merged, section)
         from_dict(Recipe, merged, label)  # names the first section whose settings break the schema
     return from_dict(Recipe, merged, f"recipe {agent} for {env_id}"), merged

@@ -51,6 +51,17 @@ def test_a_key_of_another_bonus_is_refused_naming_the_file_section_and_bonus(tmp
         load_recipe(path, "CartPole-v1")
 
 
+def test_a_section_that_names_another_bonus_drops_the_keys_of_the_bonus_below(tmp_path: Path) -> None:
+    path = write(tmp_path, "extends: ppo_ilvm\ndefault:\n  exploration: {bonus: rnd, output_dim: 32}\n")
+    exploration = load_recipe(path, "CartPole-v1")[0].exploration
+    assert exploration.bonus == RNDConfig(output_dim=32)  # the ensemble's samples and target are gone
+    assert exploration.int_coef_final_at == load_recipe("ppo_ilvm", "CartPole-v1")[0].exploration.int_coef_final_at
+    switched = load_recipe("ppo_ilvm", "CartPole-v1", {"exploration": {"bonus": "icm"}})[0].exploration
+    assert switched.bonus == ICMConfig()
+    kept = load_recipe("ppo_ilvm", "CartPole-v1", {"exploration": {"bonus": "disagreement", "size": 3}})[0]
+    assert kept.exploration.bonus == DisagreementConfig(size=3, samples=16, target="next_obs")
+
+
 @pytest.mark.parametrize(
     "bonus",
     [ILVMScoreConfig(score="excess_error", target="next_obs"), DisagreementConfig(size=3), RNDConfig(8), ICMConfig(4)],
