@@ -257,7 +257,9 @@ def test_agents_the_buffer_cannot_serve_are_refused_with_what_to_do() -> None:
     with pytest.raises(TypeError, match="replay_buffer_class=ExplorationReplayBuffer"):
         DQN("MlpPolicy", two_envs(), device="cpu").learn(8, callback=ReplayExplorationCallback())
     with pytest.raises(TypeError, match="on-policy: its exploration module is ExplorationCallback"):
-        PPO("MlpPolicy", two_envs(), n_steps=4, device="cpu").learn(8, callback=ReplayExplorationCallback())
+        PPO("MlpPolicy", two_envs(), n_steps=4, batch_size=8, device="cpu").learn(
+            8, callback=ReplayExplorationCallback()
+        )
     with pytest.raises(
         TypeError, match=r"off-policy ones .* replay_buffer_class=ilvm_rl\.sb3\.ExplorationReplayBuffer"
     ):

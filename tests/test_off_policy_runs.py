@@ -34,7 +34,9 @@ def test_off_policy_recipes_train_through_the_cli_into_run_folders(
     settings = json.loads((run_dir / "exploration" / "settings.json").read_text())
     assert settings["own_replay"] is False  # the module learned from the agent's buffer, it kept no copy
     weights = load_file(str(run_dir / "exploration" / "weights.safetensors"))
-    assert not any(name.startswith("store.") for name in weights)
+    # no copy of the transitions, and no V_int: a Q-learner's bonus is centred, not a stream of its own
+    assert not any(name.startswith(("store.", "int_value.")) for name in weights)
+    assert any(name.startswith("model.") for name in weights)
     with np.load(run_dir / "replay.npz", allow_pickle=False) as replay:
         assert int(replay["pos"]) == (steps // 2) % 500  # two envs share a step (a row); a ring of 500 rows
     if steps >= 1024:  # SB3's off-policy loop writes its logs every 4 episodes (MountainCar's last 200 steps)

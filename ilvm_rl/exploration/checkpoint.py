@@ -38,7 +38,10 @@ KIND = "exploration checkpoint"
 
 def _trained_parts(explorer: Explorer) -> dict[str, BonusModel | IntrinsicCritic]:
     """The module's networks by checkpoint prefix; each has weights, optimisers and statistics."""
-    return {"model": explorer.bonus_model, "int_value": explorer.int_critic}
+    parts: dict[str, BonusModel | IntrinsicCritic] = {"model": explorer.bonus_model}
+    if explorer.int_critic is not None:
+        parts["int_value"] = explorer.int_critic
+    return parts
 
 
 def _arrays(explorer: Explorer) -> dict[str, torch.Tensor]:

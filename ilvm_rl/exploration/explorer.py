@@ -174,8 +174,13 @@ class Explorer:
         self.torch_rng_state = torch.Generator().manual_seed(seed).get_state()
         with self.own_torch_rng():
             self.bonus_model = build_bonus_model(config, self.codec)
-            self.int_critic = IntrinsicCritic(
-                self.codec.observations.flat_space, config.learning_rate, epochs=4, batch_size=config.batch_size
+            # V_int serves the on-policy stream only: a Q-learner's bonus is centred instead (docs: off-policy)
+            self.int_critic = (
+                IntrinsicCritic(
+                    self.codec.observations.flat_space, config.learning_rate, epochs=4, batch_size=config.batch_size
+                )
+                if own_replay
+                else None
             )
         self.rng = np.random.default_rng(seed)
         self.store = self.codec.store(config.store_capacity) if own_replay else None
@@ -194,6 +199,13 @@ class Explorer:
             torch.set_rng_state(self.torch_rng_state)
             yield
             self.torch_rng_state = torch.get_rng_state()
+
+    @property
+    def value_function(self) -> IntrinsicCritic:
+        """``V_int``, the intrinsic stream's value function (on-policy modules, see ``own_replay``)."""
+        if self.int_critic is None:
+            raise RuntimeError("this exploration module serves an off-policy agent, whose bonus needs no V_int")
+        return self.int_critic
 
     @property
     def replay(self) -> TransitionStore:
@@ -245,8 +257,8 @@ class Explorer:
         start = time.perf_counter()
         raw, rewards = self.score_rollout(rollout, n_steps)
         with self.own_torch_rng():
-            values = self.int_critic.values(rollout.obs).reshape(n_steps, self.n_envs)
-            last_values = self.int_critic.values(self.codec.observations.flatten(last_obs, self.n_envs))
+            values = self.value_function.values(rollout.obs).reshape(n_steps, self.n_envs)
+            last_values = self.value_function.values(self.codec.observations.flatten(last_obs, self.n_envs))
         advantages = non_episodic_gae(rewards, values, last_values, self.config.int_gamma, self.config.int_gae_lambda)
         returns = advantages + values
         self.value_targets = (rollout.obs, returns.reshape(-1))
@@ -318,7 +330,7 @@ class Explorer:
         )
         metrics = self.train_on(batches)
         with self.own_torch_rng():
-            value_metrics = self.int_critic.fit(*self.value_targets, self.rng) if self.value_targets else {}
+            value_metrics = self.value_function.fit(*self.value_targets, self.rng) if self.value_targets else {}
         self.value_targets = None
         metrics.update(value_metrics)
         metrics["update_time_ms"] = 1000 * (time.perf_counter() - start)
