@@ -128,10 +128,16 @@ class Recipe:
                 "algo_kwargs: replay_buffer_class is chosen by the runner (the exploration section configures "
                 "the bonus buffer); remove it"
             )
-        if self.representation is not None:
+        policy_kwargs = settings.get("policy_kwargs") or {}
+        if (
+            self.representation is not None
+            and self.representation.mode == "online"
+            and self.algo in ("sac", "td3")
+            and not policy_kwargs.get("share_features_extractor", False)
+        ):
             raise ValueError(
-                f"representation: the ILVM features extractor is wired for on-policy agents (ppo, a2c), "
-                f"not {self.algo}; remove the representation section"
+                f"representation: online mode trains one features extractor, and {self.algo}'s actor and critic "
+                f"each build their own; set algo_kwargs.policy_kwargs.share_features_extractor to true"
             )
         if self.exploration is not None and settings["optimize_memory_usage"]:
             raise ValueError(

@@ -8,7 +8,7 @@ import pytest
 import torch
 from fast import FAST_FLAGS
 from gymnasium import spaces
-from stable_baselines3 import A2C, PPO
+from stable_baselines3 import A2C, DQN, PPO, SAC
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.preprocessing import preprocess_obs
@@ -176,6 +176,39 @@ def test_online_mode_trains_the_model_by_its_own_objective() -> None:
     before = weights(state_model)
     callback.trainer.update(1)
     assert changed(before, state_model, "model.target_reader") and changed(before, state_model, "model.posterior_net")
+
+
+def test_online_mode_on_an_off_policy_agent_trains_the_online_network_not_its_target() -> None:
+    env = make_vec_env(lambda: ImageEnv(), n_envs=2, seed=0)
+    kwargs = representation_policy_kwargs(tiny("online", updates_per_rollout=1), {"net_arch": [8]})
+    model = DQN("MlpPolicy", env, learning_starts=0, train_freq=4, batch_size=16, buffer_size=200, seed=0,
+                policy_kwargs=kwargs, device="cpu")  # fmt: skip
+    online, target = model.q_net.features_extractor.state_model, model.q_net_target.features_extractor.state_model
+    before_online, before_target = weights(online), weights(target)
+    callback = RepresentationCallback(tiny("online", updates_per_rollout=1), seed=0)
+    model.learn(64, callback=callback)
+    assert callback.trainer is not None and callback.trainer.state_model is online
+    assert callback.trainer.store.size == 64  # every step of both envs
+    assert changed(before_online, online, "model.decoder")  # only the model's own objective reaches it
+    assert not changed(before_target, target, "model.decoder")  # the target copies it at DQN's pace (every 10,000)
+
+
+def test_online_mode_needs_one_extractor_for_sacs_actor_and_critic(tmp_path: Path) -> None:
+    path = tmp_path / "recipe.yaml"
+    path.write_text("extends: sac\ndefault:\n  representation: {mode: online}\n")
+    with pytest.raises(ConfigError, match=r"share_features_extractor to true"):
+        load_recipe(str(path), "Pendulum-v1")
+    path.write_text(
+        "extends: sac\ndefault:\n  representation: {mode: online}\n"
+        "  algo_kwargs: {policy_kwargs: {share_features_extractor: true}}\n"
+    )
+    assert load_recipe(str(path), "Pendulum-v1")[0].representation.mode == "online"
+    kwargs = representation_policy_kwargs(tiny("online"), {"net_arch": [8], "share_features_extractor": True})
+    model = SAC("MlpPolicy", "Pendulum-v1", learning_starts=0, batch_size=16, seed=0, policy_kwargs=kwargs,
+                device="cpu")  # fmt: skip
+    callback = RepresentationCallback(tiny("online"), seed=0)
+    model.learn(32, callback=callback)
+    assert callback.trainer is not None and callback.trainer.state_model is model.actor.features_extractor.state_model
 
 
 def test_pretraining_checkpoint_round_trip(checkpoint: Path, tmp_path: Path) -> None:

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from gymnasium import spaces
 from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
 from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.preprocessing import is_image_space
@@ -118,6 +119,15 @@ def extractors(policy: BasePolicy) -> list[ILVMFeaturesExtractor]:
     return found
 
 
+def trained_extractors(policy: BasePolicy) -> list[ILVMFeaturesExtractor]:
+    """The ILVM features extractors that the agent's loss trains: a target network's (DQN's
+    ``q_net_target``, SAC's and TD3's ``*_target``) only copies them at the agent's pace, so it is left out."""
+    in_targets = {
+        id(module) for name, child in policy.named_children() if name.endswith("_target") for module in child.modules()
+    }
+    return [extractor for extractor in extractors(policy) if id(extractor) not in in_targets]
+
+
 def load_pretrained(policy: BasePolicy, checkpoint: str | Path) -> None:
     """Load a pretrained state model into every ILVM features extractor of a built policy.
 
@@ -139,6 +149,11 @@ class RepresentationCallback(BaseCallback):
     values and log-probabilities are those of the features the policy then trains on. Losses are
     logged under ``ilvm/repr/``.
 
+    Off-policy agents (DQN, SAC, TD3) collect ``train_freq`` steps per rollout, so the model takes
+    ``updates_per_rollout`` steps after each such collection (set it with the agent's cadence in mind);
+    it trains the extractor of the online network, which the target network copies at the agent's
+    pace. Its replay holds observations only, ``store_capacity`` of them, beside the agent's buffer.
+
     Args:
         config: the representation settings.
         seed: seeds the replay sampling.
@@ -152,11 +167,12 @@ class RepresentationCallback(BaseCallback):
         self.recent = 0
 
     def _init_callback(self) -> None:
-        if not isinstance(self.model, OnPolicyAlgorithm):
+        if not isinstance(self.model, (OnPolicyAlgorithm, OffPolicyAlgorithm)):
             raise TypeError(
-                f"RepresentationCallback supports on-policy algorithms (PPO, A2C), got {type(self.model).__name__}"
+                f"RepresentationCallback supports SB3's on-policy (PPO, A2C) and off-policy (DQN, SAC, TD3) "
+                f"algorithms, got {type(self.model).__name__}"
             )
-        found = extractors(self.model.policy)
+        found = trained_extractors(self.model.policy)
         if len(found) != 1:
             raise ValueError(
                 "online representation training needs one features extractor shared by actor and critic; "

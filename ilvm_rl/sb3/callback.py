@@ -58,7 +58,7 @@ def transition(
 
 
 def step_transitions(callback: BaseCallback) -> dict[str, Any]:
-    """The step an on-policy algorithm has just taken, as its policy sees it (normalised under
+    """The step an SB3 algorithm has just taken, as its policy sees it (normalised under
     ``VecNormalize``), read from a callback's locals in ``_on_step``; see :func:`transition`."""
     locals_, obs = callback.locals, callback.model._last_obs
     assert obs is not None, "called before the algorithm's first reset"
