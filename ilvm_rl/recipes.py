@@ -4,12 +4,13 @@ A recipe is a YAML file in ``agents/`` (or any path) laid out like RL Baselines3
 
     extends: ppo            # optional: start from another recipe, so shared settings stay shared
     default:                # settings for every environment
-      exploration: {method: ilvm, score: excess_error}
+      exploration: {bonus: ilvm, score: excess_error}
       representation: {mode: frozen}
     MountainCar-v0:         # settings for one environment id, merged over ``default``
       algo_kwargs: {gamma: 0.99}
 
-Sections are merged deeply (a nested mapping updates the one below it), parent first.
+Sections are merged deeply (a nested mapping updates the one below it), parent first; a section that
+names another bonus drops the keys of the bonus below it.
 """
 
 from __future__ import annotations
