@@ -241,7 +241,8 @@ def test_settings_may_come_as_a_plain_mapping_with_bad_keys_named() -> None:
 )
 def test_algorithms_and_action_spaces_train_with_the_bonus(algo, action_space, bonus) -> None:
     env = make_vec_env(lambda: CounterEnv(length=4, action_space=action_space), n_envs=2, seed=0)
-    model = algo("MlpPolicy", env, n_steps=8, seed=0, policy_kwargs={"net_arch": [8]}, device="cpu")
+    minibatch = {"batch_size": 16} if algo is PPO else {}  # one rollout of 8 steps × 2 envs
+    model = algo("MlpPolicy", env, n_steps=8, seed=0, policy_kwargs={"net_arch": [8]}, device="cpu", **minibatch)
     config = ExplorationConfig(bonus=bonus, store_capacity=100, batch_size=16, updates_per_rollout=1, model=TINY_MODEL)
     callback = ExplorationCallback(config, seed=0)
     model.learn(48, callback=callback)
@@ -253,7 +254,7 @@ def test_the_adversarial_objective_trains_its_critic_through_the_module_and_its_
     """The ``adversarial`` objective end to end: a PPO run whose latent-surprise bonus reads the posterior
     that the critic trains, and a checkpoint that keeps the critic's optimiser."""
     env = make_vec_env(CounterEnv, n_envs=2, seed=0)
-    model = PPO("MlpPolicy", env, n_steps=8, seed=0, policy_kwargs={"net_arch": [8]}, device="cpu")
+    model = PPO("MlpPolicy", env, n_steps=8, batch_size=16, seed=0, policy_kwargs={"net_arch": [8]}, device="cpu")
     adversarial = ModelConfig(objectives=("adversarial",), latent_dim=2, hidden_sizes=(16,), critic_hidden_sizes=(16,))
     config = ExplorationConfig(
         bonus=ILVMScoreConfig(score="latent_surprise"), store_capacity=100, batch_size=16, model=adversarial
