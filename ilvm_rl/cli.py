@@ -20,7 +20,7 @@ from gymnasium.error import DependencyNotInstalled
 
 from ilvm_rl.bench import load_suite, run_grid, single_task_suite
 from ilvm_rl.bench.backends import BACKENDS
-from ilvm_rl.bench.plots import GOAL_RATE_WINDOW, plot_goal_rates, plot_run_dirs, runs_by_task
+from ilvm_rl.bench.report import GOAL_RATE_WINDOW
 from ilvm_rl.bench.suite import suite_names
 from ilvm_rl.bench.world_model import markdown_table as world_model_table
 from ilvm_rl.bench.world_model import run_benchmark as run_world_model_benchmark
@@ -222,7 +222,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    # the package's progress lines; other libraries' info (rliable logs each bootstrap) stays quiet
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    logging.getLogger("ilvm_rl").setLevel(logging.INFO)
     command = shlex.join(["ilvm-rl", *argv])
     try:
         if args.command == "recipes":
@@ -293,6 +295,8 @@ def bench(args: argparse.Namespace, command: str) -> int:
 
 def plot(args: argparse.Namespace) -> None:
     """``ilvm-rl plot``: learning curves, or with ``--goal-rate`` goal rates per window and their CSV."""
+    from ilvm_rl.bench.plots import plot_goal_rates, plot_run_dirs, runs_by_task  # matplotlib only when plotting
+
     if args.goal_rate:
         window = GOAL_RATE_WINDOW if args.window is None else args.window
         png, table = plot_goal_rates(args.out or Path("goal_rate.png"), runs_by_task(args.run_dirs), window)

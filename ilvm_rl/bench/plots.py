@@ -23,13 +23,11 @@ import matplotlib.pyplot as plt
 import numpy as np
 from rliable import plot_utils
 
-from ilvm_rl.bench.report import bootstrap
+from ilvm_rl.bench.report import GOAL_RATE_WINDOW, bootstrap
 from ilvm_rl.config import ConfigError
 from ilvm_rl.run import THRESHOLD_WINDOW
 
 CURVE_POINTS = 100
-GOAL_RATE_WINDOW = 50_000
-"""Environment steps per window of ``ilvm-rl plot --goal-rate`` by default."""
 GOAL_RATE_COLUMNS = [
     "env_id", "agent", "window_start", "window_end", "seeds", "episodes", "goal_rate", "ci_low", "ci_high", "per_seed",
 ]  # fmt: skip

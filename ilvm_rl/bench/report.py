@@ -18,8 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from rliable import library as rly
-from rliable import metrics
 
 from ilvm_rl.bench.suite import Suite
 from ilvm_rl.recipes import file_stem
@@ -32,10 +30,14 @@ CSV_COLUMNS = [
 TIMING_COLUMNS = ("steps_per_second", "wall_time_s")
 BOOTSTRAP_REPS = 5000
 BOOTSTRAP_SEED = 0
+GOAL_RATE_WINDOW = 50_000
+"""Environment steps per window of ``ilvm-rl plot --goal-rate`` by default."""
 
 
 def bootstrap(scores: dict[str, np.ndarray | list[np.ndarray]], func: Any) -> tuple[dict, dict]:
     """rliable's stratified bootstrap with a fresh fixed random state, so every call is reproducible."""
+    from rliable import library as rly  # imported here: it takes seconds, which every CLI command would pay
+
     with warnings.catch_warnings():
         # rliable hands arch a RandomState, which arch deprecates; the intervals are the same
         warnings.filterwarnings("ignore", category=FutureWarning, module="arch")
@@ -46,12 +48,16 @@ def bootstrap(scores: dict[str, np.ndarray | list[np.ndarray]], func: Any) -> tu
 
 def iqm_with_ci(final_returns: np.ndarray) -> tuple[float, float, float]:
     """IQM of ``(n_seeds,)`` final returns and the bounds of its 95% bootstrap interval."""
+    from rliable import metrics
+
     point, interval = bootstrap({"x": final_returns.reshape(-1, 1)}, lambda x: np.array([metrics.aggregate_iqm(x)]))
     return float(point["x"][0]), float(interval["x"][0, 0]), float(interval["x"][1, 0])
 
 
 def improvement_with_ci(scores: np.ndarray, baseline: np.ndarray) -> tuple[float, float, float]:
     """P(a run of ``scores`` beats a run of ``baseline``) and the bounds of its 95% bootstrap interval."""
+    from rliable import metrics
+
     point, interval = bootstrap(
         {"x": [scores.reshape(-1, 1), baseline.reshape(-1, 1)]},
         lambda x, y: np.array([metrics.probability_of_improvement(x, y)]),

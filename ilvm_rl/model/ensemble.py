@@ -115,6 +115,8 @@ class ILVMEnsemble(nn.Module):
         samples = torch.stack(
             [member.sample(context, k) + self._anchor(index, context) for index, member in enumerate(self._members())]
         )  # (M, k, B, D)
-        within = samples.var(1).mean(0)
-        between = samples.mean(1).var(0) - within / k
+        means = samples.mean(1)
+        # by hand: Tensor.var over a middle dimension runs at half this speed on CPU
+        within = (samples - means.unsqueeze(1)).pow(2).sum(1).mean(0) / (k - 1)
+        between = means.var(0) - within / k
         return 0.5 * torch.log1p(between / (within + SPREAD_FLOOR)).sum(-1)

@@ -304,14 +304,19 @@ class ILVM(nn.Module):
 
 
 def _pairwise_mean(samples: torch.Tensor, power: float) -> torch.Tensor:
-    """Mean over ordered pairs ``k ≠ k′`` of ``‖x̂_k − x̂_k′‖^power``; samples ``(K, B, D)`` to ``(B,)``."""
+    """Mean over pairs ``k ≠ k′`` of ``‖x̂_k − x̂_k′‖^power``; samples ``(K, B, D)`` to ``(B,)``.
+
+    One sample against all later ones at a time: a ``(K, K, B, D)`` difference tensor would take
+    gigabytes on one-hot views of a few hundred features, and its backward pass most of a run's time.
+    """
     k = samples.shape[0]
-    diff = samples.unsqueeze(0) - samples.unsqueeze(1)  # (K, K, B, D)
-    squared = diff.pow(2).sum(-1)
-    # the diagonal is zero; eps keeps the sqrt differentiable there
-    dist = squared if power == 2 else (squared + 1e-12).pow(power / 2)
-    off_diagonal = ~torch.eye(k, dtype=torch.bool, device=samples.device)
-    return dist[off_diagonal].sum(0) / (k * (k - 1))
+    total = samples.new_zeros(samples.shape[1])
+    for index in range(k - 1):
+        squared = (samples[index + 1 :] - samples[index]).pow(2).sum(-1)  # (K - index - 1, B)
+        # eps keeps the sqrt differentiable where two samples coincide
+        dist = squared if power == 2 else (squared + 1e-12).pow(power / 2)
+        total = total + dist.sum(0)
+    return 2 * total / (k * (k - 1))
 
 
 def energy_score(samples: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
