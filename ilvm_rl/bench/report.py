@@ -35,15 +35,24 @@ GOAL_RATE_WINDOW = 50_000
 
 
 def bootstrap(scores: dict[str, np.ndarray | list[np.ndarray]], func: Any) -> tuple[dict, dict]:
-    """rliable's stratified bootstrap with a fresh fixed random state, so every call is reproducible."""
+    """rliable's stratified bootstrap with a fresh fixed random state, so every call is reproducible.
+
+    rliable 1.2 draws its resampling indices from NumPy's global generator, whatever ``random_state``
+    says, so that generator is seeded here too, and put back afterwards.
+    """
     from rliable import library as rly  # imported here: it takes seconds, which every CLI command would pay
 
-    with warnings.catch_warnings():
-        # rliable hands arch a RandomState, which arch deprecates; the intervals are the same
-        warnings.filterwarnings("ignore", category=FutureWarning, module="arch")
-        return rly.get_interval_estimates(
-            scores, func, reps=BOOTSTRAP_REPS, random_state=np.random.RandomState(BOOTSTRAP_SEED)
-        )
+    global_state = np.random.get_state()
+    np.random.seed(BOOTSTRAP_SEED)
+    try:
+        with warnings.catch_warnings():
+            # rliable hands arch a RandomState, which arch deprecates; the intervals are the same
+            warnings.filterwarnings("ignore", category=FutureWarning, module="arch")
+            return rly.get_interval_estimates(
+                scores, func, reps=BOOTSTRAP_REPS, random_state=np.random.RandomState(BOOTSTRAP_SEED)
+            )
+    finally:
+        np.random.set_state(global_state)
 
 
 def iqm_with_ci(final_returns: np.ndarray) -> tuple[float, float, float]:
