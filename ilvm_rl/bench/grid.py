@@ -152,7 +152,7 @@ def run_grid(
         cells_time += result["cell_time_s"]
         write_atomically(cells / f"{job.name}.json", json.dumps(result))
         log.info(
-            "finished %s: kept=%s found=%s steps_to_threshold=%s final_eval_return=%.1f",
+            "finished %s: kept=%s found=%s steps_to_threshold=%s final_eval_return=%.4g",
             job.name,
             result["kept"],
             result["found"],
