@@ -120,3 +120,15 @@ def test_non_finite_loss_skips_the_step() -> None:
     loss = model.loss(torch.zeros(4, 1), torch.full((4, 1), float("nan")))
     assert not guarded_step([(loss.model, optim)])
     assert all(torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
+
+
+def test_energy_score_and_excess_error_match_their_definitions_over_every_pair_of_samples() -> None:
+    torch.manual_seed(0)
+    samples, target = torch.randn(5, 3, 4), torch.randn(3, 4)
+    pairs = [(i, j) for i in range(5) for j in range(5) if i != j]
+    distance = [(samples[i] - samples[j]).norm(dim=-1) for i, j in pairs]
+    spread = torch.stack(distance).mean(0)
+    spread_squared = torch.stack([d.pow(2) for d in distance]).mean(0)
+    to_target = (samples - target).norm(dim=-1)
+    torch.testing.assert_close(energy_score(samples, target), to_target.mean(0) - 0.5 * spread)
+    torch.testing.assert_close(excess_error(samples, target), to_target.pow(2).mean(0) - spread_squared)
