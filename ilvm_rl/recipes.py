@@ -27,6 +27,7 @@ import gymnasium as gym
 from stable_baselines3 import A2C, DQN, PPO, SAC, TD3
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
+from stable_baselines3.common.utils import LinearSchedule
 
 from ilvm_rl.config import ConfigError, from_dict, merge_settings, read_yaml_mapping, shipped_names, shipped_or_path
 from ilvm_rl.exploration.explorer import ExplorationConfig
@@ -65,6 +66,9 @@ class Recipe:
             statistics are saved beside each checkpoint as JSON. Monitor files, episode returns and
             evaluations keep the environment's own rewards.
         algo_kwargs: keyword arguments of the algorithm's constructor (``n_steps``, ``gamma``...).
+        learning_rate_final: if set, the algorithm's step size falls linearly from
+            ``algo_kwargs.learning_rate`` (or the algorithm's default) to this value at the end of the
+            run, so that the last updates polish the policy instead of moving it about.
         exploration: the exploration module, or null for none.
         representation: the representation module (the ILVM state model as the policy's features
             extractor), or null for the policy's own extractor.
@@ -79,6 +83,7 @@ class Recipe:
     normalize_obs: Literal["none", "bounds"] = "none"
     normalize_reward: bool = False
     algo_kwargs: dict[str, Any] = field(default_factory=dict)
+    learning_rate_final: float | None = None
     exploration: ExplorationConfig | None = None
     representation: RepresentationConfig | None = None
     eval_episodes: int = 10
@@ -89,6 +94,8 @@ class Recipe:
         for name, least in (("n_envs", 1), ("eval_episodes", 1), ("checkpoint_every", 0)):
             if getattr(self, name) < least:
                 raise ValueError(f"{name} must be >= {least}, got {getattr(self, name)}")
+        if self.learning_rate_final is not None and not self.learning_rate_final >= 0:
+            raise ValueError(f"learning_rate_final must be >= 0, got {self.learning_rate_final}")
         policy_kwargs = self.algo_kwargs.get("policy_kwargs") or {}
         if self.representation is not None and "features_extractor_class" in policy_kwargs:
             raise ValueError(
@@ -102,6 +109,14 @@ class Recipe:
                 raise ValueError(
                     f"algo_kwargs: {key!r} is not a {self.algo} argument; accepted: {', '.join(sorted(accepted))}"
                 )
+        learning_rate = self.algo_kwargs.get("learning_rate", parameters["learning_rate"].default)
+        if self.learning_rate_final is not None and (
+            isinstance(learning_rate, bool) or not isinstance(learning_rate, (int, float))
+        ):
+            raise ValueError(
+                f"learning_rate_final sets a schedule from algo_kwargs.learning_rate, which must then be a "
+                f"number, got {learning_rate!r}"
+            )
         # counts the algorithm checks only with an assert, or not at all, once it is built on an env
         for key, least in COUNT_ALGO_KEYS.get(self.algo, {}).items():
             value = self.algo_kwargs.get(key, parameters[key].default)
@@ -116,6 +131,15 @@ class Recipe:
                 f"exploration.store_capacity={self.exploration.store_capacity} is smaller than one rollout "
                 f"(algo_kwargs.n_steps × n_envs = {rollout}); the module keeps a whole rollout to score it"
             )
+
+    def learning_rate_schedule(self) -> LinearSchedule | None:
+        """The falling step size ``learning_rate_final`` asks for, or None for the algorithm's own."""
+        if self.learning_rate_final is None:
+            return None
+        start = self.algo_kwargs.get(
+            "learning_rate", inspect.signature(ALGORITHMS[self.algo].__init__).parameters["learning_rate"].default
+        )
+        return LinearSchedule(float(start), self.learning_rate_final, end_fraction=1.0)
 
     def _check_off_policy(self, defaults: dict[str, Any]) -> None:
         settings = {**defaults, **self.algo_kwargs}

@@ -382,6 +382,9 @@ def build_model(spec: RunSpec, recipe: Recipe, env: VecEnv) -> BaseAlgorithm:
         ConfigError: the algorithm refuses a setting of ``algo_kwargs`` (naming it).
     """
     algo_kwargs = with_replay_exploration(recipe, env.observation_space, spec.seed)
+    learning_rate_schedule = recipe.learning_rate_schedule()
+    if learning_rate_schedule is not None:
+        algo_kwargs["learning_rate"] = learning_rate_schedule
     if recipe.representation is not None:
         algo_kwargs["policy_kwargs"] = representation_policy_kwargs(
             recipe.representation, algo_kwargs.get("policy_kwargs")

@@ -107,6 +107,19 @@ def test_resume_calls_no_pickle_and_keeps_every_log_row(tmp_path: Path, monkeypa
     assert (run_dir / "command.txt").read_text().splitlines()[1].startswith("ilvm-rl train --resume")
 
 
+def test_a_falling_learning_rate_continues_its_schedule_after_a_resume(tmp_path: Path) -> None:
+    run_dir = interrupted(tmp_path / "run", agent="ppo", learning_rate_final=0.0)
+    assert main(["train", "--resume", str(run_dir), "--no-progress"]) == 0
+    with (run_dir / "tb" / "progress.csv").open() as file:
+        rows = [row for row in csv.DictReader(file) if float(row["time/total_timesteps"]) > 256]
+    # a row shows the update made after the previous 64-step rollout (the first row of a segment none)
+    updates = {float(row["time/total_timesteps"]) - 64: row["train/learning_rate"] for row in rows}
+    del updates[256]
+    assert list(updates) == [320, 384, 448]
+    # the 512-step budget's schedule, not a fresh one from the resumed step
+    assert [float(rate) for rate in updates.values()] == pytest.approx([3e-4 * (1 - s / 512) for s in updates])
+
+
 def test_sacs_learned_entropy_coefficient_comes_back_with_the_weights(tmp_path: Path) -> None:
     trained = SAC("MlpPolicy", "Pendulum-v1", learning_starts=0, device="cpu", seed=0)
     trained.learn(64)  # the automatic entropy coefficient moves away from its start at 1
