@@ -109,7 +109,7 @@ class Recipe:
                 raise ValueError(
                     f"algo_kwargs: {key!r} is not a {self.algo} argument; accepted: {', '.join(sorted(accepted))}"
                 )
-        learning_rate = self.algo_kwargs.get("learning_rate", parameters["learning_rate"].default)
+        learning_rate = self._starting_learning_rate()
         if self.learning_rate_final is not None and (
             isinstance(learning_rate, bool) or not isinstance(learning_rate, (int, float))
         ):
@@ -132,14 +132,16 @@ class Recipe:
                 f"(algo_kwargs.n_steps × n_envs = {rollout}); the module keeps a whole rollout to score it"
             )
 
+    def _starting_learning_rate(self) -> Any:
+        """``algo_kwargs.learning_rate``, or the algorithm's default step size."""
+        default = inspect.signature(ALGORITHMS[self.algo].__init__).parameters["learning_rate"].default
+        return self.algo_kwargs.get("learning_rate", default)
+
     def learning_rate_schedule(self) -> LinearSchedule | None:
         """The falling step size ``learning_rate_final`` asks for, or None for the algorithm's own."""
         if self.learning_rate_final is None:
             return None
-        start = self.algo_kwargs.get(
-            "learning_rate", inspect.signature(ALGORITHMS[self.algo].__init__).parameters["learning_rate"].default
-        )
-        return LinearSchedule(float(start), self.learning_rate_final, end_fraction=1.0)
+        return LinearSchedule(float(self._starting_learning_rate()), self.learning_rate_final, end_fraction=1.0)
 
     def _check_off_policy(self, defaults: dict[str, Any]) -> None:
         settings = {**defaults, **self.algo_kwargs}
