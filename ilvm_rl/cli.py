@@ -1,4 +1,5 @@
-"""The ``ilvm-rl`` command line: ``train``, ``bench``, ``pretrain``, ``plot``, ``world-model`` and ``recipes``."""
+"""The ``ilvm-rl`` command line: ``train``, ``bench``, ``pretrain``, ``plot``, ``evaluate``, ``world-model``
+and ``recipes``."""
 
 from __future__ import annotations
 

@@ -6,7 +6,7 @@ Usage::
     config = RepresentationConfig(mode="frozen")
     model = PPO("CnnPolicy", env, policy_kwargs=representation_policy_kwargs(config))
     load_pretrained(model.policy, "runs/pretrained")  # after the policy is built: ortho_init re-initialises
-    model.learn(50_000, callback=representation_callbacks(config))
+    model.learn(50_000, callback=RepresentationCallback(config))
 
 Why the weights are loaded after the model is built: PPO and A2C (``ortho_init=True``, their default)
 re-initialise every linear and convolutional layer of the features extractor when the policy is

@@ -73,7 +73,7 @@ class RepresentationConfig:
     updates_per_rollout: int = 4
     recent_fraction: float = 0.5
     learning_rate: float = 1e-3
-    # a light KL keeps more of the image in the latent (see the README's representation benchmark)
+    # a light KL keeps more of the image in the latent (docs/benchmarks/pixel-room.md, the KL pilot)
     model: ModelConfig = field(default_factory=lambda: ModelConfig(latent_dim=16, hidden_sizes=(256,), kl_weight=0.1))
 
     def __post_init__(self) -> None:
