@@ -12,6 +12,7 @@ from ilvm_rl.exploration.bonus import DisagreementConfig, ILVMBonus
 from ilvm_rl.exploration.checkpoint import load_explorer, save_explorer
 from ilvm_rl.exploration.explorer import ExplorationConfig, Explorer
 from ilvm_rl.model import ModelConfig
+from ilvm_rl.model import ensemble as ensemble_module
 from ilvm_rl.model.ensemble import ILVMEnsemble
 from ilvm_rl.model.optim import GuardedAdam, guarded_step
 
@@ -29,6 +30,18 @@ def test_disagreement_is_near_zero_where_members_agree_and_grows_where_they_diff
     ensemble.members[1].decoder[-1].bias.data += 0.5  # the same spread around another mean
     differ = ensemble.disagreement(context, k=16)
     assert float(differ.mean()) > 0.2
+
+
+def test_disagreement_scored_in_chunks_equals_each_context_scored_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    ensemble = ILVMEnsemble(2, 3, ModelConfig(objectives=("energy",)), size=3)
+    context = torch.randn(5, 2)
+    monkeypatch.setattr(ensemble_module, "SCORE_CHUNK_VALUES", 2 * 3 * 4)  # two contexts a chunk at k=4
+    torch.manual_seed(1)
+    chunked = ensemble.disagreement(context, k=4)
+    torch.manual_seed(1)
+    alone = torch.cat([ensemble.disagreement(context[start : start + 2], k=4) for start in range(0, 5, 2)])
+    assert chunked.shape == (5,)
+    torch.testing.assert_close(chunked, alone)
 
 
 def test_disagreement_fades_on_learned_randomness_and_stays_on_the_unseen(rng: np.random.Generator) -> None:

@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from ilvm_rl.model import ILVM, ModelConfig, energy_score, excess_error
+from ilvm_rl.model.networks import mlp, mlp_on_pair
 from ilvm_rl.model.optim import GuardedAdam, ModelOptimisers, guarded_step
 
 
@@ -132,3 +133,17 @@ def test_energy_score_and_excess_error_match_their_definitions_over_every_pair_o
     to_target = (samples - target).norm(dim=-1)
     torch.testing.assert_close(energy_score(samples, target), to_target.mean(0) - 0.5 * spread)
     torch.testing.assert_close(excess_error(samples, target), to_target.pow(2).mean(0) - spread_squared)
+
+
+def test_energy_score_has_a_finite_gradient_where_two_samples_coincide() -> None:
+    samples = torch.tensor([[[0.0, 1.0]], [[0.0, 1.0]], [[2.0, 0.0]]], requires_grad=True)
+    (gradient,) = torch.autograd.grad(energy_score(samples, torch.zeros(1, 2)).sum(), samples)
+    assert torch.isfinite(gradient).all()
+
+
+def test_the_decoder_reads_a_context_shared_by_many_latents_as_if_each_had_a_copy() -> None:
+    torch.manual_seed(0)
+    network = mlp(5, (8, 8), 3)
+    context, latent = torch.randn(4, 3), torch.randn(6, 4, 2)
+    copied = network(torch.cat([context.expand(6, 4, 3), latent], dim=-1))
+    torch.testing.assert_close(mlp_on_pair(network, context, latent), copied)

@@ -21,12 +21,18 @@ import torch
 from torch import nn
 
 from ilvm_rl.model.ilvm import ILVM, ModelConfig, ModelLoss
-from ilvm_rl.model.networks import mlp
+from ilvm_rl.model.networks import mlp, variance_mean
 from ilvm_rl.model.observations import ObservationLayout
 
 SPREAD_FLOOR = 1e-2
 """Added to the predicted variance of a (normalised) target dimension before dividing by it, so that
 dimensions the members predict as deterministic do not turn tiny disagreements into huge bonuses."""
+
+
+SCORE_CHUNK_VALUES = 2**21
+"""Sample values one member draws at a time when scoring (8 MB): contexts are scored in chunks so
+that a member's samples stay in cache while their statistics are read; on wide observations the
+whole batch's samples take hundreds of megabytes and reading them back costs more than drawing them."""
 
 
 class ILVMEnsemble(nn.Module):
@@ -112,11 +118,15 @@ class ILVMEnsemble(nn.Module):
             context: ``(B, context_dim)``.
             k: samples drawn from each member per context, at least 2.
         """
-        samples = torch.stack(
-            [member.sample(context, k) + self._anchor(index, context) for index, member in enumerate(self._members())]
-        )  # (M, k, B, D)
-        means = samples.mean(1)
-        # by hand: Tensor.var over a middle dimension runs at half this speed on CPU
-        within = (samples - means.unsqueeze(1)).pow(2).sum(1).mean(0) / (k - 1)
-        between = means.var(0) - within / k
+        rows_per_chunk = max(1, SCORE_CHUNK_VALUES // (k * self._members()[0].target_dim))
+        return torch.cat([self._disagreement(rows, k) for rows in context.split(rows_per_chunk)])
+
+    def _disagreement(self, context: torch.Tensor, k: int) -> torch.Tensor:
+        means, variances = [], []
+        for index, member in enumerate(self._members()):
+            variance, mean = variance_mean(member.sample(context, k))
+            variances.append(variance)
+            means.append(mean + self._anchor(index, context))
+        within = torch.stack(variances).mean(0)
+        between = variance_mean(torch.stack(means))[0] - within / k
         return 0.5 * torch.log1p(between / (within + SPREAD_FLOOR)).sum(-1)

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ilvm_rl.model.networks import gaussian_kl, mlp, split_gaussian
+from ilvm_rl.model.networks import gaussian_kl, mlp, mlp_on_pair, split_gaussian, variance_mean
 from ilvm_rl.model.observations import ObservationDecoder, ObservationEncoder, ObservationLayout
 
 Objective = Literal["energy", "elbo", "adversarial"]
@@ -175,14 +175,17 @@ class ILVM(nn.Module):
         return split_gaussian(self.posterior_net(torch.cat([context, self.target_reader(target)], dim=-1)))
 
     def decode(self, context: torch.Tensor, latent: torch.Tensor) -> torch.Tensor:
-        """``f(c, z)``: context ``(..., context_dim)`` and latent ``(..., latent_dim)`` to ``(..., target_dim)``."""
-        return self.decoder(torch.cat([context, latent], dim=-1))
+        """``f(c, z)``: context ``(..., B, context_dim)`` and latent ``(..., B, latent_dim)`` to
+        ``(..., B, target_dim)``; the context broadcasts, so K latents per context need no K copies of it."""
+        if isinstance(self.decoder, nn.Sequential):
+            return mlp_on_pair(self.decoder, context, latent)
+        return self.decoder(context, latent)
 
     def _prior_samples(self, context: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
         """K reparameterised prior latents ``(k, B, latent_dim)`` and their decodings ``(k, B, target_dim)``."""
         mean, log_std = self.prior(context)
         latent = mean + torch.exp(log_std) * torch.randn(k, *mean.shape, device=mean.device)
-        decoded = self.decode(context.expand(k, *context.shape), latent)
+        decoded = self.decode(context, latent)
         return latent, decoded
 
     def model_parameters(self) -> list[nn.Parameter]:
@@ -304,19 +307,20 @@ class ILVM(nn.Module):
 
 
 def _pairwise_mean(samples: torch.Tensor, power: float) -> torch.Tensor:
-    """Mean over pairs ``k ≠ k′`` of ``‖x̂_k − x̂_k′‖^power``; samples ``(K, B, D)`` to ``(B,)``.
+    """Mean over pairs ``k ≠ k′`` of ``‖x̂_k − x̂_k′‖^power`` (power 1 or 2); samples ``(K, B, D)`` to ``(B,)``.
 
-    One sample against all later ones at a time: a ``(K, K, B, D)`` difference tensor would take
-    gigabytes on one-hot views of a few hundred features, and its backward pass most of a run's time.
+    Neither builds the ``(K, K, B, D)`` differences, which take gigabytes on one-hot views of a few
+    hundred features: squared distances average to twice the samples' variance summed over
+    dimensions, and ``cdist`` computes the distances, with a gradient of zero where two coincide.
     """
     k = samples.shape[0]
-    total = samples.new_zeros(samples.shape[1])
-    for index in range(k - 1):
-        squared = (samples[index + 1 :] - samples[index]).pow(2).sum(-1)  # (K - index - 1, B)
-        # eps keeps the sqrt differentiable where two samples coincide
-        dist = squared if power == 2 else (squared + 1e-12).pow(power / 2)
-        total = total + dist.sum(0)
-    return 2 * total / (k * (k - 1))
+    if power == 2:
+        return 2 * variance_mean(samples)[0].sum(-1)
+    if power != 1:
+        raise ValueError(f"power must be 1 or 2, got {power}")
+    per_context = samples.transpose(0, 1)  # (B, K, D)
+    distances = torch.cdist(per_context, per_context, compute_mode="donot_use_mm_for_euclid_dist")
+    return distances.sum((1, 2)) / (k * (k - 1))
 
 
 def energy_score(samples: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -30,6 +31,33 @@ def mlp(
         layers.append(nn.ReLU())
         width = size
     return nn.Sequential(*layers[:-1])
+
+
+def mlp_on_pair(network: nn.Sequential, first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
+    """``network(cat([first, second], -1))`` for an :func:`mlp`, with ``first`` broadcast against ``second``.
+
+    The first layer multiplies ``first`` once however many rows of ``second`` share it: a decoder of
+    K latents per context would otherwise multiply every context K times, most of its cost where the
+    context is a wide observation.
+
+    Args:
+        network: an :func:`mlp` (its first module is the linear layer that reads the pair).
+        first: ``(..., B, first_dim)``, broadcastable against ``second``'s leading dimensions.
+        second: ``(..., B, second_dim)``.
+    """
+    head, *rest = network
+    split = first.shape[-1]
+    hidden = F.linear(second, head.weight[:, split:]) + F.linear(first, head.weight[:, :split], head.bias)
+    for layer in rest:
+        hidden = layer(hidden)
+    return hidden
+
+
+def variance_mean(values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Unbiased variance and mean over the first dimension; by hand, because ``Tensor.var`` over a
+    leading dimension runs several times slower on CPU."""
+    mean = values.mean(0)
+    return (values - mean).pow(2).sum(0) / (values.shape[0] - 1), mean
 
 
 # log-std bounds keep exp() finite and the KL well conditioned

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ilvm_rl.model.networks import mlp
+from ilvm_rl.model.networks import mlp, mlp_on_pair
 
 # each convolution halves height and width; three of them turn 36 x 36 pixels into 5 x 5
 CNN_CHANNELS = (8, 16, 32)
@@ -178,11 +178,11 @@ class ObservationEncoder(nn.Module):
 
 
 class ObservationDecoder(nn.Module):
-    """Inputs ``(..., in_dim)`` to flat observations ``(..., layout.dim)``: an MLP trunk, then per part a
+    """A context and a latent to flat observations ``(..., layout.dim)``: an MLP trunk, then per part a
     transposed CNN (:class:`ImageDecoder`) or a linear head, concatenated in layout order.
 
     Args:
-        in_dim: inputs (context and latent).
+        in_dim: context and latent widths together.
         hidden_sizes: widths of the trunk; the last one feeds every head.
         layout: the parts of the observation.
     """
@@ -199,6 +199,9 @@ class ObservationDecoder(nn.Module):
             ]
         )
 
-    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
-        shared = self.trunk(inputs)
+    def forward(self, context: torch.Tensor, latent: torch.Tensor) -> torch.Tensor:
+        """Context ``(..., B, context_dim)`` broadcast against latents ``(..., B, latent_dim)``, as in
+        :func:`mlp_on_pair`."""
+        mlp_part, activation = self.trunk
+        shared = activation(mlp_on_pair(mlp_part, context, latent))
         return torch.cat([head(shared) for head in self.heads], dim=-1)
