@@ -177,9 +177,9 @@ class ILVM(nn.Module):
     def decode(self, context: torch.Tensor, latent: torch.Tensor) -> torch.Tensor:
         """``f(c, z)``: context ``(..., B, context_dim)`` and latent ``(..., B, latent_dim)`` to
         ``(..., B, target_dim)``; the context broadcasts, so K latents per context need no K copies of it."""
-        if isinstance(self.decoder, nn.Sequential):
-            return mlp_on_pair(self.decoder, context, latent)
-        return self.decoder(context, latent)
+        if isinstance(self.decoder, ObservationDecoder):
+            return self.decoder(context, latent)
+        return mlp_on_pair(self.decoder, context, latent)
 
     def _prior_samples(self, context: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
         """K reparameterised prior latents ``(k, B, latent_dim)`` and their decodings ``(k, B, target_dim)``."""

@@ -33,7 +33,7 @@ def mlp(
     return nn.Sequential(*layers[:-1])
 
 
-def mlp_on_pair(network: nn.Sequential, first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
+def mlp_on_pair(network: nn.Module, first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
     """``network(cat([first, second], -1))`` for an :func:`mlp`, with ``first`` broadcast against ``second``.
 
     The first layer multiplies ``first`` once however many rows of ``second`` share it: a decoder of
@@ -45,7 +45,9 @@ def mlp_on_pair(network: nn.Sequential, first: torch.Tensor, second: torch.Tenso
         first: ``(..., B, first_dim)``, broadcastable against ``second``'s leading dimensions.
         second: ``(..., B, second_dim)``.
     """
-    head, *rest = network
+    head, *rest = network.children()
+    if not isinstance(head, nn.Linear):
+        raise TypeError(f"mlp_on_pair needs a network that starts with a linear layer, got {type(head).__name__}")
     split = first.shape[-1]
     hidden = F.linear(second, head.weight[:, split:]) + F.linear(first, head.weight[:, :split], head.bias)
     for layer in rest:
