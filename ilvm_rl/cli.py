@@ -26,7 +26,7 @@ from ilvm_rl.bench.suite import suite_names
 from ilvm_rl.bench.world_model import markdown_table as world_model_table
 from ilvm_rl.bench.world_model import run_benchmark as run_world_model_benchmark
 from ilvm_rl.checkpoint import CheckpointError
-from ilvm_rl.config import ConfigError, make_folder
+from ilvm_rl.config import ConfigError, load_yaml, make_folder
 from ilvm_rl.data.spaces import UnsupportedSpaceError
 from ilvm_rl.recipes import check_env_id, file_stem, load_recipe, recipe_names
 from ilvm_rl.representation.pretrain import pretrain
@@ -45,7 +45,21 @@ from ilvm_rl.run import (
 )
 
 # an env of an optional extra that is not installed (ilvm/DoorKey8x8-v0 without minigrid) is the user's to fix
+DEFAULT_STEPS = 300_000
+"""Budget of ``train`` and of ``bench --env`` when ``--steps`` is not given."""
+
 USER_ERRORS = (ConfigError, CheckpointError, UnsupportedSpaceError, DependencyNotInstalled)
+
+
+def checked_seed(flag: str, seed: int) -> int:
+    """``seed``, if Gymnasium and numpy take it.
+
+    Raises:
+        ConfigError: a negative seed, naming ``flag``.
+    """
+    if seed < 0:
+        raise ConfigError(f"{flag} must be >= 0 (Gymnasium and numpy take non-negative seeds), got {seed}")
+    return seed
 
 
 def parse_overrides(pairs: Sequence[str]) -> dict[str, Any]:
@@ -66,7 +80,7 @@ def parse_overrides(pairs: Sequence[str]) -> dict[str, Any]:
             if not isinstance(node, dict):
                 raise ConfigError(f"--set {pair!r}: {'.'.join(parents[: depth + 1])} was set to a value, not a section")
         try:
-            node[leaf] = yaml.safe_load(raw)
+            node[leaf] = load_yaml(raw)
         except yaml.YAMLError as error:
             raise ConfigError(f"--set {pair!r}: the value is not valid YAML ({error})") from error
     return overrides
@@ -83,10 +97,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--resume",
         type=Path,
         metavar="RUN_DIR",
-        help="continue an interrupted run from its last checkpoint (other flags are ignored)",
+        help="continue an interrupted run from its last checkpoint, with the run's own settings",
     )
-    train_parser.add_argument("--seed", type=int, default=0, help="seeds the agent, the modules and the environments")
-    train_parser.add_argument("--steps", type=int, default=300_000, help="environment steps (all envs together)")
+    train_parser.add_argument("--seed", type=int, help="seeds the agent, the modules and the environments (default 0)")
+    train_parser.add_argument(
+        "--steps", type=int, help=f"environment steps, all envs together (default {DEFAULT_STEPS:,})"
+    )
     train_parser.add_argument("--runs-dir", type=Path, default=Path("runs"), help="where run folders go")
     train_parser.add_argument(
         "--set",
@@ -105,7 +121,11 @@ def build_parser() -> argparse.ArgumentParser:
     tasks = bench_parser.add_mutually_exclusive_group(required=True)
     tasks.add_argument("--suite", help=f"suite name in envs/suites/ ({', '.join(suite_names())}) or path to a .yaml")
     tasks.add_argument("--env", help="a single task: this Gymnasium id with its own reward threshold")
-    bench_parser.add_argument("--steps", type=int, default=300_000, help="budget per run with --env")
+    bench_parser.add_argument(
+        "--steps",
+        type=int,
+        help="budget per run: of the --env task (default 300,000), or of every task of --suite (default: the suite's)",
+    )
     bench_parser.add_argument("--seeds", type=int, default=5, help="number of seeds per agent and task")
     bench_parser.add_argument(
         "--seed-start",
@@ -193,8 +213,7 @@ def build_parser() -> argparse.ArgumentParser:
     eval_parser.add_argument(
         "--policy",
         choices=("sampled", "argmax"),
-        default="sampled",
-        help="sample actions as in training (default) or take the most probable one",
+        help="sample actions as in training, or take the most probable one (default: as the run's recipe evaluates)",
     )
     eval_parser.add_argument("--episodes", type=int, help="evaluation episodes (default: the recipe's)")
 
@@ -231,11 +250,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "recipes":
             print("\n".join(recipe_names()))
         elif args.command == "train" and args.resume is not None:
+            given = [flag for flag in ("agent", "env", "seed", "steps") if getattr(args, flag) is not None]
+            if given or args.overrides:
+                flags = ", ".join([f"--{flag}" for flag in given] + ["--set"] * bool(args.overrides))
+                raise ConfigError(
+                    f"--resume continues {args.resume} with the settings it started with; drop {flags} "
+                    "(to change them, start a new run)"
+                )
             print(json.dumps(resume(args.resume, progress_bar=not args.no_progress, command=command), indent=2))
         elif args.command == "train":
             if not args.agent or not args.env:
                 raise ConfigError("train needs --agent and --env (or --resume RUN_DIR)")
-            spec = RunSpec(args.agent, args.env, args.seed, args.steps, parse_overrides(args.overrides))
+            seed = checked_seed("--seed", 0 if args.seed is None else args.seed)
+            spec = RunSpec(
+                args.agent,
+                args.env,
+                seed,
+                DEFAULT_STEPS if args.steps is None else args.steps,
+                parse_overrides(args.overrides),
+            )
             load_recipe(spec.agent, spec.env_id, spec.overrides)  # no run folder for a bad recipe
             run_dir = make_run_dir(args.runs_dir, spec)
             results = train(spec, run_dir, progress_bar=not args.no_progress, command=command)
@@ -261,16 +294,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 def bench(args: argparse.Namespace, command: str) -> int:
     """``ilvm-rl bench``: exit 0 when every run finished, 1 when some failed."""
     if args.suite:
-        suite, name = load_suite(args.suite), Path(args.suite).stem
+        suite, name = load_suite(args.suite, args.steps), Path(args.suite).stem
     else:
-        suite, name = single_task_suite(args.env, args.steps), file_stem(args.env)
+        suite, name = (
+            single_task_suite(args.env, DEFAULT_STEPS if args.steps is None else args.steps),
+            file_stem(args.env),
+        )
     bench_name = args.name or name
     if args.page:  # a missing section fails now, not after hours of runs
         surrounding_section(args.page, f"bench:{bench_name}")
-    if args.seed_start < 0:
-        raise ConfigError(
-            f"--seed-start must be >= 0 (Gymnasium and numpy take non-negative seeds), got {args.seed_start}"
-        )
+    checked_seed("--seed-start", args.seed_start)
     if args.seeds < 1:
         raise ConfigError(f"--seeds must be >= 1, got {args.seeds}")
     result = run_grid(
@@ -317,13 +350,14 @@ def evaluate_command(args: argparse.Namespace) -> None:
         spec, recipe = read_run_spec(run_dir)
         recipe = dataclasses.replace(
             recipe,
-            eval_deterministic=args.policy == "argmax",
+            eval_deterministic=recipe.eval_deterministic if args.policy is None else args.policy == "argmax",
             eval_episodes=args.episodes or recipe.eval_episodes,
         )
         agent = load_agent(run_dir / MODEL_FILE, spec.env_id, recipe, spec.seed)
         result = evaluate(agent, spec.env_id, spec.seed, recipe)
         threshold = spec.threshold if spec.threshold is not None else reward_threshold(spec.env_id)
-        row = {"run": str(run_dir), "policy": args.policy, "mean_return": result["mean_return"]}
+        policy = "argmax" if recipe.eval_deterministic else "sampled"
+        row = {"run": str(run_dir), "policy": policy, "mean_return": result["mean_return"]}
         print(json.dumps({**row, "kept": is_kept(result["mean_return"], threshold)}))
 
 
@@ -334,11 +368,14 @@ def sampled_actions(agent: Any, obs: Any) -> Any:
 
 def pretrain_command(args: argparse.Namespace) -> None:
     """``ilvm-rl pretrain``: write a state-model checkpoint that a recipe's ``representation.checkpoint`` names."""
+    checked_seed("--seed", args.seed)
     recipe, _ = load_recipe(args.agent, args.env, parse_overrides(args.overrides))
     config = recipe.representation
     if config is None:
         raise ConfigError(f"pretrain: recipe {args.agent} has no representation section to take the model from")
     if args.fit_steps is not None:
+        if args.fit_steps < 1:
+            raise ConfigError(f"--fit-steps must be >= 1 (pretraining writes the fitted model), got {args.fit_steps}")
         try:
             config = dataclasses.replace(config, fit_steps=args.fit_steps)
         except ValueError as error:
@@ -367,6 +404,7 @@ def pretrain_command(args: argparse.Namespace) -> None:
 def world_model(args: argparse.Namespace, command: str) -> None:
     """``ilvm-rl world-model``: print the table and keep it in ``runs/world_model/<env>__<seed>__<time>/``."""
     check_env_id(args.env)
+    checked_seed("--seed", args.seed)
     try:
         rows = run_world_model_benchmark(
             args.env, args.horizon, args.samples, args.steps, args.fit_steps, seed=args.seed

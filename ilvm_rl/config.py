@@ -7,8 +7,10 @@ metadata ``{VARIANTS: {"rnd": RNDConfig, ...}}``. Only the chosen class's keys a
 
 from __future__ import annotations
 
+import collections.abc
 import dataclasses
 import difflib
+import re
 import types
 import typing
 from pathlib import Path
@@ -28,6 +30,27 @@ class ConfigError(ValueError):
     """A settings file or dict that does not fit its schema."""
 
 
+class ConfigLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, reading ``1e-4`` and ``3E5`` as numbers as YAML 1.2 does (PyYAML follows
+    YAML 1.1, which wants a dot and a signed exponent, ``1.0e-4``, and reads ``1e-4`` as a string)."""
+
+
+ConfigLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"),
+    list("-+0123456789."),
+)
+
+
+def load_yaml(text: str) -> Any:
+    """The value a YAML text holds, read with :class:`ConfigLoader`.
+
+    Raises:
+        yaml.YAMLError: the text is not valid YAML.
+    """
+    return yaml.load(text, Loader=ConfigLoader)  # a SafeLoader: builds plain values only
+
+
 def _type_name(annotation: Any) -> str:
     origin = typing.get_origin(annotation)
     if origin is Literal:
@@ -42,6 +65,8 @@ def _type_name(annotation: Any) -> str:
         return "null"
     if dataclasses.is_dataclass(annotation):
         return "mapping"
+    if origin is collections.abc.Callable:
+        return "schedule"
     return getattr(annotation, "__name__", str(annotation))
 
 
@@ -101,6 +126,34 @@ def _convert(value: Any, annotation: Any, where: str) -> Any:
     if annotation is Any:
         return value
     raise TypeError(f"{where}: no converter for {annotation!r}")
+
+
+def check_type(value: Any, annotation: Any, where: str) -> None:
+    """Check a value that is passed on as it is (a setting of a third-party constructor) against its
+    annotation; kinds YAML cannot spell (classes, objects) are left to the constructor.
+
+    Raises:
+        ConfigError: the value cannot be of the annotated type (naming ``where``).
+    """
+    if not _fits(value, annotation):
+        raise ConfigError(f"{where}: expected {_type_name(annotation)}, got {value!r}")
+
+
+def _fits(value: Any, annotation: Any) -> bool:
+    origin, options = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin in (Union, types.UnionType):
+        return any(_fits(value, option) for option in options)
+    if origin is collections.abc.Callable:
+        return callable(value)
+    if origin is tuple and len(options) > 1 and Ellipsis not in options:  # a fixed layout, e.g. (4, "step")
+        return isinstance(value, (list, tuple)) and len(value) == len(options) and all(map(_fits, value, options))
+    try:
+        _convert(value, annotation, "")
+    except ConfigError:
+        return False
+    except TypeError:  # no converter: not a kind a settings file holds
+        return True
+    return True
 
 
 def from_dict(cls: type[T], data: dict[str, Any], where: str) -> T:
@@ -205,7 +258,7 @@ def read_yaml_mapping(path: Path, layout: str) -> dict[str, Any]:
         ConfigError: the file is not valid YAML or not a mapping.
     """
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = load_yaml(path.read_text()) or {}
     except yaml.YAMLError as error:
         raise ConfigError(f"{path}: not valid YAML ({error})") from error
     if not isinstance(data, dict):

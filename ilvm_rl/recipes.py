@@ -29,7 +29,15 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.utils import LinearSchedule
 
-from ilvm_rl.config import ConfigError, from_dict, merge_settings, read_yaml_mapping, shipped_names, shipped_or_path
+from ilvm_rl.config import (
+    ConfigError,
+    check_type,
+    from_dict,
+    merge_settings,
+    read_yaml_mapping,
+    shipped_names,
+    shipped_or_path,
+)
 from ilvm_rl.exploration.explorer import ExplorationConfig
 from ilvm_rl.representation.state_model import RepresentationConfig
 
@@ -104,11 +112,12 @@ class Recipe:
             )
         parameters = inspect.signature(ALGORITHMS[self.algo].__init__).parameters
         accepted = set(parameters) - RESERVED_ALGO_KEYS - {"self"}
-        for key in self.algo_kwargs:
+        for key, value in self.algo_kwargs.items():
             if key not in accepted:
                 raise ValueError(
-                    f"algo_kwargs: {key!r} is not a {self.algo} argument; accepted: {', '.join(sorted(accepted))}"
+                    f"algo_kwargs: {key!r} is not an argument of {self.algo}; accepted: {', '.join(sorted(accepted))}"
                 )
+            check_type(value, parameters[key].annotation, f"algo_kwargs.{key}")
         learning_rate = self._starting_learning_rate()
         if self.learning_rate_final is not None and (
             isinstance(learning_rate, bool) or not isinstance(learning_rate, (int, float))
@@ -282,10 +291,18 @@ def load_recipe(agent: str, env_id: str, overrides: dict[str, Any] | None = None
     """
     check_env_id(env_id)
     sections = _sections(recipe_path(agent), env_id)
-    if overrides:
-        sections.append(("overrides", overrides))
     merged: dict[str, Any] = {}
     for label, section in sections:
         merged = merge_settings(Recipe, merged, section)
         from_dict(Recipe, merged, label)  # names the first section whose settings break the schema
+    if overrides:
+        exploration = overrides.get("exploration")
+        if merged.get("exploration") is None and isinstance(exploration, dict) and "bonus" not in exploration:
+            # a tweak of the bonus would otherwise give a baseline the default bonus under its own name
+            raise ConfigError(
+                f"overrides: agent {agent} has no exploration bonus to change ({', '.join(exploration)}); "
+                "add one on purpose with exploration.bonus, or pick an agent that has one (ppo_ilvm, ppo_rnd, ppo_icm)"
+            )
+        merged = merge_settings(Recipe, merged, overrides)
+        from_dict(Recipe, merged, "overrides")
     return from_dict(Recipe, merged, f"recipe {agent} for {env_id}"), merged

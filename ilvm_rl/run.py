@@ -42,14 +42,17 @@ import torch
 import yaml
 from gymnasium.wrappers import RescaleObservation
 from stable_baselines3.common.base_class import BaseAlgorithm
-from stable_baselines3.common.callbacks import BaseCallback, CallbackList
+from stable_baselines3.common.callbacks import BaseCallback, CallbackList, ProgressBarCallback
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
+from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
 from stable_baselines3.common.vec_env import VecEnv, VecNormalize
+from tqdm import TqdmExperimentalWarning
+from tqdm.rich import tqdm
 
-from ilvm_rl.config import ConfigError, from_dict, make_folder
+from ilvm_rl.config import ConfigError, from_dict, load_yaml, make_folder
 from ilvm_rl.data.spaces import TransitionCodec, UnsupportedSpaceError, has_fixed_scale
 from ilvm_rl.provenance import provenance
 from ilvm_rl.recipes import ALGORITHMS, Recipe, check_env_id, env_spec, file_stem, load_recipe
@@ -179,6 +182,21 @@ class PeriodicCheckpoint(BaseCallback):
             save_checkpoint(self.run_dir, self.model, self.exploration, self.clock())
 
 
+class RunProgressBar(ProgressBarCallback):
+    """SB3's progress bar with the steps the run will play as its total: an on-policy agent plays whole
+    rollouts, so a budget that is not a multiple of one ends a part-rollout past it (SB3's bar, whose
+    total is the budget, then ends above 100%)."""
+
+    def _on_training_start(self) -> None:
+        steps_per_call = self.training_env.num_envs
+        if isinstance(self.model, OnPolicyAlgorithm):
+            steps_per_call *= self.model.n_steps
+        remaining = self.locals["total_timesteps"] - self.model.num_timesteps
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", category=TqdmExperimentalWarning)  # rich's bar, which SB3 uses too
+            self.pbar = tqdm(total=-(-remaining // steps_per_call) * steps_per_call)
+
+
 def save_checkpoint(run_dir: Path, model: Any, exploration: ModuleCallback | None, wall_time_s: float) -> None:
     """Write model and module as one checkpoint (:func:`ilvm_rl.run_state.save_pair`)."""
     save_pair(run_dir, model, exploration.explorer if exploration is not None else None, wall_time_s)
@@ -225,7 +243,7 @@ def read_run(run_dir: Path) -> dict[str, Any]:
     if not config_path.is_file() or not (run_dir / EPISODES_FILE).is_file():
         raise ConfigError(f"{run_dir} is not a run folder: it needs {CONFIG_FILE} and {EPISODES_FILE}")
     try:
-        record = yaml.safe_load(config_path.read_text())
+        record = load_yaml(config_path.read_text())
         run = {
             "agent": Path(record["agent"]).stem,
             "env_id": str(record["env_id"]),
@@ -318,9 +336,13 @@ def read_run_spec(run_dir: Path) -> tuple[RunSpec, Recipe]:
     """
     config_path = run_dir / CONFIG_FILE
     if not config_path.is_file():
-        raise ConfigError(f"{run_dir} is not a run folder: {CONFIG_FILE} is missing")
+        raise ConfigError(
+            f"{run_dir} does not exist"
+            if not run_dir.exists()
+            else f"{run_dir} is not a run folder: {CONFIG_FILE} is missing"
+        )
     try:
-        record = yaml.safe_load(config_path.read_text())
+        record = load_yaml(config_path.read_text())
         spec = RunSpec(
             record["agent"], record["env_id"], int(record["seed"]), int(record["steps"]), None, record.get("threshold")
         )
@@ -382,6 +404,8 @@ def build_model(spec: RunSpec, recipe: Recipe, env: VecEnv) -> BaseAlgorithm:
         ConfigError: the algorithm refuses a setting of ``algo_kwargs`` (naming it).
     """
     algo_kwargs = with_replay_exploration(recipe, env.observation_space, spec.seed)
+    if isinstance(algo_kwargs.get("train_freq"), list):  # YAML's [4, episode]; SB3 takes a tuple only
+        algo_kwargs["train_freq"] = tuple(algo_kwargs["train_freq"])
     learning_rate_schedule = recipe.learning_rate_schedule()
     if learning_rate_schedule is not None:
         algo_kwargs["learning_rate"] = learning_rate_schedule
@@ -395,7 +419,7 @@ def build_model(spec: RunSpec, recipe: Recipe, env: VecEnv) -> BaseAlgorithm:
         raise
     except (ValueError, TypeError, AssertionError) as error:
         raise ConfigError(
-            f"recipe {spec.agent} for {spec.env_id}: algo_kwargs are refused by {recipe.algo} "
+            f"recipe {spec.agent} for {spec.env_id}: {recipe.algo} refuses the recipe's policy or algo_kwargs "
             f"({str(error).splitlines()[0] if str(error) else type(error).__name__})"
         ) from error
 
@@ -498,12 +522,9 @@ def _learn(
         callbacks.append(RepresentationCallback(recipe.representation, seed=spec.seed))
     if recipe.checkpoint_every:
         callbacks.append(PeriodicCheckpoint(run_dir, recipe.checkpoint_every, exploration, clock))
-    model.learn(
-        spec.steps - start_steps,
-        callback=CallbackList(callbacks),
-        progress_bar=progress_bar,
-        reset_num_timesteps=state is None,
-    )
+    if progress_bar:
+        callbacks.append(RunProgressBar())
+    model.learn(spec.steps - start_steps, callback=CallbackList(callbacks), reset_num_timesteps=state is None)
     wall = clock()
     save_checkpoint(run_dir, model, exploration, wall)
     env.close()

@@ -74,7 +74,11 @@ ROWS: list[BadInput] = [
     BadInput("a recipe file that does not exist", _train(agent="mine.yaml"), "mine.yaml does not exist"),
     BadInput("an unknown environment id", _train(env="CartPole-v9"), "unknown environment id 'CartPole-v9'"),
     BadInput("a `module:Name` id whose module is missing", _train(env="nomodule:Env-v0"), "cannot import module"),
-    BadInput("an unknown recipe key in `--set`", _train("--set", "exploration.bogus=1"), "unknown key 'bogus'"),
+    BadInput(
+        "an unknown recipe key in `--set`",
+        _train("--set", "exploration.bogus=1", agent="ppo_ilvm"),
+        "unknown key 'bogus'",
+    ),
     BadInput(
         "a key of another bonus",
         _train("--set", "exploration.output_dim=32", agent="ppo_ilvm"),
@@ -90,7 +94,23 @@ ROWS: list[BadInput] = [
         "n_envs was set to a value, not a section",
     ),
     BadInput("a value of the wrong type", _train("--set", "n_envs=two"), "overrides.n_envs: expected int"),
-    BadInput("an unknown algorithm argument", _train("--set", "algo_kwargs.lr=1"), "'lr' is not a ppo argument"),
+    BadInput("an unknown algorithm argument", _train("--set", "algo_kwargs.lr=1"), "'lr' is not an argument of ppo"),
+    BadInput(
+        "an algorithm argument of the wrong type",
+        _train("--set", "algo_kwargs.gamma=high"),
+        "algo_kwargs.gamma: expected float, got 'high'",
+    ),
+    BadInput(
+        "a count written as a float",
+        _train("--set", "algo_kwargs.n_steps=1e3"),
+        "algo_kwargs.n_steps: expected int, got 1000.0",
+    ),
+    BadInput(
+        "a bonus setting for an agent without a bonus",
+        _train("--set", "exploration.int_coef=0.5"),
+        "agent ppo has no exploration bonus to change",
+    ),
+    BadInput("a negative seed", _train("--seed", "-1"), "--seed must be >= 0"),
     BadInput("`algo_kwargs.batch_size: 0`", _train("--set", "algo_kwargs.batch_size=0"), "algo_kwargs.batch_size"),
     BadInput(
         "an exploration replay smaller than one rollout",
@@ -162,6 +182,12 @@ ROWS: list[BadInput] = [
         prepare=_no_config,
     ),
     BadInput("`--resume` of a finished run", ("train", "--resume", "run"), "has finished", prepare=_finished),
+    BadInput("`--resume` of a folder that does not exist", ("train", "--resume", "gone"), "gone does not exist"),
+    BadInput(
+        "`--resume` with settings of its own",
+        ("train", "--resume", "run", "--steps", "1000"),
+        "drop --steps",
+    ),
     BadInput(
         "`--resume` with a truncated `model.zip`",
         ("train", "--resume", "run"),
@@ -206,6 +232,16 @@ ROWS: list[BadInput] = [
         "`bench --seeds 0`",
         ("bench", "--agents", "ppo", "--env", "CartPole-v1", "--seeds", "0"),
         "--seeds must be >= 1, got 0",
+    ),
+    BadInput(
+        "`bench --env` of a task without a reward threshold",
+        ("bench", "--agents", "sac", "--env", "Pendulum-v1"),
+        "Pendulum-v1 has no reward_threshold; write a suite file",
+    ),
+    BadInput(
+        "`pretrain --fit-steps 0`",
+        ("pretrain", "--env", "CartPole-v1", "--fit-steps", "0"),
+        "--fit-steps must be >= 1",
     ),
     BadInput("an unknown suite", ("bench", "--agents", "ppo", "--suite", "explore"), "unknown suite 'explore'"),
     BadInput("`plot` of a folder that is not a run", ("plot", "nothing"), "nothing is not a run folder"),

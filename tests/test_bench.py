@@ -190,6 +190,15 @@ def test_suite_files_are_checked_by_key_and_env_id(tmp_path: Path) -> None:
         load_suite("exploratoin")
 
 
+def test_steps_given_with_a_suite_replace_every_tasks_budget() -> None:
+    shipped = load_suite("noisy_tv")
+    short = load_suite("noisy_tv", steps=2_000)
+    assert [task.steps for task in short.tasks] == [2_000] * len(shipped.tasks)
+    assert [(t.env_id, t.threshold) for t in short.tasks] == [(t.env_id, t.threshold) for t in shipped.tasks]
+    with pytest.raises(ConfigError, match="--steps: steps must be >= 1"):
+        load_suite("noisy_tv", steps=0)
+
+
 def test_trailing_curve_by_hand() -> None:
     episodes = [(10, 1.0), (20, 3.0), (30, 5.0)]
     curve = trailing_curve(episodes, np.array([5.0, 10.0, 25.0, 30.0]), window=2)

@@ -7,6 +7,7 @@ import pytest
 from gymnasium import spaces
 
 from ilvm_rl import ExplorationConfig, Explorer
+from ilvm_rl.cli import parse_overrides
 from ilvm_rl.config import ConfigError, from_dict, to_dict
 from ilvm_rl.data.spaces import UnsupportedSpaceError
 from ilvm_rl.exploration import DisagreementConfig, ICMConfig, ILVMScoreConfig, RNDConfig
@@ -88,7 +89,7 @@ def test_wrong_type_names_the_key(tmp_path: Path) -> None:
 
 def test_unknown_algorithm_argument_is_named(tmp_path: Path) -> None:
     path = write(tmp_path, "default:\n  algo_kwargs: {n_step: 8}\n")
-    with pytest.raises(ConfigError, match="'n_step' is not a ppo argument"):
+    with pytest.raises(ConfigError, match="'n_step' is not an argument of ppo"):
         load_recipe(path, "CartPole-v1")
 
 
@@ -118,3 +119,36 @@ def test_unsupported_observation_spaces_are_named(space: spaces.Space) -> None:
 def test_unsupported_action_space_is_named() -> None:
     with pytest.raises(UnsupportedSpaceError, match=r"action space .* is not supported"):
         Explorer(ExplorationConfig(), spaces.Box(-1, 1, (2,)), spaces.Box(-1, 1, (2, 2)), n_envs=1)
+
+
+def test_numbers_in_scientific_notation_are_numbers(tmp_path: Path) -> None:
+    # PyYAML reads 1e-4 as a string (YAML 1.1 wants 1.0e-4); recipes and --set read it as YAML 1.2 does
+    path = write(tmp_path, "default:\n  algo_kwargs: {learning_rate: 3e-4}\n  exploration: {learning_rate: 1E-3}\n")
+    recipe, _ = load_recipe(path, "CartPole-v1")
+    assert recipe.algo_kwargs["learning_rate"] == 3e-4 and recipe.exploration.learning_rate == 1e-3
+    assert parse_overrides(["algo_kwargs.learning_rate=1e-4", "n_envs=8"]) == {
+        "algo_kwargs": {"learning_rate": 1e-4},
+        "n_envs": 8,
+    }
+
+
+def test_an_algorithm_argument_of_the_wrong_type_is_named_before_anything_runs(tmp_path: Path) -> None:
+    for text, message in (
+        ("gamma: high", r"algo_kwargs\.gamma: expected float, got 'high'"),
+        ("n_steps: 1e3", r"algo_kwargs\.n_steps: expected int, got 1000\.0"),
+        ("clip_range: wide", r"algo_kwargs\.clip_range: expected float or schedule"),
+    ):
+        with pytest.raises(ConfigError, match=message):
+            load_recipe(write(tmp_path, f"default:\n  algo_kwargs: {{{text}}}\n"), "CartPole-v1")
+    # what the algorithms take besides plain numbers: a (frequency, unit) pair, a string option
+    load_recipe("dqn", "CartPole-v1", {"algo_kwargs": {"train_freq": [4, "episode"], "target_update_interval": 100}})
+    load_recipe("sac", "Pendulum-v1", {"algo_kwargs": {"ent_coef": "auto_0.1"}})
+
+
+def test_a_bonus_setting_needs_a_bonus_to_change() -> None:
+    with pytest.raises(ConfigError, match="agent ppo has no exploration bonus to change"):
+        load_recipe("ppo", "CartPole-v1", {"exploration": {"int_coef": 0.5}})
+    recipe, _ = load_recipe("ppo", "CartPole-v1", {"exploration": {"bonus": "rnd", "int_coef": 0.5}})
+    assert recipe.exploration is not None and recipe.exploration.int_coef == 0.5
+    recipe, _ = load_recipe("ppo_ilvm", "CartPole-v1", {"exploration": {"int_coef": 0.5}})
+    assert recipe.exploration is not None and recipe.exploration.int_coef == 0.5

@@ -96,5 +96,5 @@ def test_off_policy_recipes_are_checked_before_anything_trains() -> None:
         )
     with pytest.raises(ConfigError, match="replay_buffer_class is chosen by the runner"):
         load_recipe("dqn", "MountainCar-v0", {"algo_kwargs": {"replay_buffer_class": "HerReplayBuffer"}})
-    with pytest.raises(ConfigError, match="'n_epochs' is not a sac argument"):
+    with pytest.raises(ConfigError, match="'n_epochs' is not an argument of sac"):
         load_recipe("sac", "Pendulum-v1", {"algo_kwargs": {"n_epochs": 4}})

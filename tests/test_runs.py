@@ -14,7 +14,7 @@ from safetensors.numpy import load_file
 from ilvm_rl.checkpoint import CheckpointError
 from ilvm_rl.cli import main
 from ilvm_rl.exploration.checkpoint import load_explorer
-from ilvm_rl.run import RunSpec, steps_to_threshold, train
+from ilvm_rl.run import RunProgressBar, RunSpec, steps_to_threshold, train
 
 
 def only_run(runs_dir: Path) -> Path:
@@ -96,6 +96,8 @@ def test_cli_evaluates_a_finished_run_again_with_either_policy(tmp_path: Path, c
         and row["mean_return"] == json.loads((run_dir / "eval.json").read_text())["returns"][0]
     )
     assert row["kept"] is (row["mean_return"] >= -110)
+    assert main(["evaluate", str(run_dir), "--episodes", "1"]) == 0  # the recipe's policy: arg-max on MountainCar
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["policy"] == "argmax"
     assert main(["evaluate", str(run_dir), "--episodes", "0"]) == 2
     assert "--episodes must be >= 1" in capsys.readouterr().err
 
@@ -108,7 +110,7 @@ def test_cli_rejects_bad_input_before_writing_anything(tmp_path: Path, capsys) -
             [
                 "train",
                 "--agent",
-                "ppo",
+                "ppo_ilvm",
                 "--env",
                 "MountainCar-v0",
                 "--set",
@@ -247,3 +249,13 @@ def test_final_evaluation_uses_the_policy_the_recipe_asks_for(deterministic: boo
     recipe = Recipe(eval_episodes=1, eval_deterministic=deterministic)
     evaluation = evaluate(policy, "MountainCar-v0", seed=0, recipe=recipe)
     assert policy.flags == {deterministic} and evaluation["deterministic"] is deterministic
+
+
+def test_the_progress_bar_counts_the_whole_rollouts_a_run_plays() -> None:
+    from stable_baselines3 import PPO
+    from stable_baselines3.common.env_util import make_vec_env
+
+    model = PPO("MlpPolicy", make_vec_env("CartPole-v1", n_envs=2), n_steps=32, batch_size=32, n_epochs=1)
+    bar = RunProgressBar()
+    model.learn(100, callback=bar)  # two rollouts of 64 steps: PPO ends at 128, past the budget of 100
+    assert model.num_timesteps == bar.pbar.total == bar.pbar.n == 128

@@ -71,8 +71,11 @@ def suite_path(suite: str) -> Path:
     return shipped_or_path(suite, resources.files("ilvm_rl.envs") / "suites", "suite")
 
 
-def load_suite(suite: str) -> Suite:
+def load_suite(suite: str, steps: int | None = None) -> Suite:
     """Read and check a suite: every env id registered, every task with a threshold.
+
+    Args:
+        steps: if given, every task's budget instead of the file's (``bench --suite S --steps N``).
 
     Raises:
         ConfigError: naming the file and the key or task at fault.
@@ -80,7 +83,13 @@ def load_suite(suite: str) -> Suite:
     path = suite_path(suite)
     data = read_yaml_mapping(path, "a suite: a mapping with 'tasks' (and optionally 'description')")
     loaded = from_dict(Suite, data, str(path))
-    return Suite(tuple(checked_task(task, str(path)) for task in loaded.tasks), loaded.description)
+    tasks = loaded.tasks
+    if steps is not None:
+        try:
+            tasks = tuple(Task(task.env_id, steps, task.threshold) for task in tasks)
+        except ValueError as error:
+            raise ConfigError(f"--steps: {error}") from error
+    return Suite(tuple(checked_task(task, str(path)) for task in tasks), loaded.description)
 
 
 def single_task_suite(env_id: str, steps: int) -> Suite:
@@ -102,5 +111,11 @@ def checked_task(task: Task, where: str) -> Task:
         return task
     threshold = spec.reward_threshold
     if threshold is None:
-        raise ConfigError(f"{where}: {task.env_id} has no reward_threshold; give the task a 'threshold'")
+        hint = (
+            f"write a suite file whose task gives one (tasks: [{{env_id: {task.env_id}, steps: N, threshold: T}}]) "
+            "and pass it to --suite"
+            if where == "--env"
+            else "give the task a 'threshold'"
+        )
+        raise ConfigError(f"{where}: {task.env_id} has no reward_threshold; {hint}")
     return Task(task.env_id, task.steps, float(threshold))
