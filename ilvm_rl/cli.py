@@ -19,6 +19,7 @@ from typing import Any
 import yaml
 from gymnasium.error import DependencyNotInstalled
 
+from ilvm_rl import __version__
 from ilvm_rl.bench import load_suite, run_grid, single_task_suite
 from ilvm_rl.bench.backends import BACKENDS
 from ilvm_rl.bench.report import GOAL_RATE_WINDOW
@@ -87,7 +88,12 @@ def parse_overrides(pairs: Sequence[str]) -> dict[str, Any]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="ilvm-rl", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="ilvm-rl",
+        description="Train Stable-Baselines3 agents with ILVM exploration, representation and world-model "
+        "modules; benchmark them across seeds.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
 
     train_parser = commands.add_parser("train", help="train one agent and write a run folder")
@@ -103,7 +109,9 @@ def build_parser() -> argparse.ArgumentParser:
     train_parser.add_argument(
         "--steps", type=int, help=f"environment steps, all envs together (default {DEFAULT_STEPS:,})"
     )
-    train_parser.add_argument("--runs-dir", type=Path, default=Path("runs"), help="where run folders go")
+    train_parser.add_argument(
+        "--runs-dir", type=Path, default=Path("runs"), help="where run folders go (default: runs)"
+    )
     train_parser.add_argument(
         "--set",
         dest="overrides",
@@ -126,24 +134,26 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         help="budget per run: of the --env task (default 300,000), or of every task of --suite (default: the suite's)",
     )
-    bench_parser.add_argument("--seeds", type=int, default=5, help="number of seeds per agent and task")
+    bench_parser.add_argument("--seeds", type=int, default=5, help="number of seeds per agent and task (default 5)")
     bench_parser.add_argument(
         "--seed-start",
         type=int,
         default=0,
         metavar="N",
-        help="first seed: seeds N .. N+seeds-1 (tune on some seeds, report on others, e.g. --seed-start 100)",
+        help="first seed: seeds N .. N+seeds-1 (default 0; tune on some seeds, report on others, e.g. --seed-start 100)",
     )
     bench_parser.add_argument(
         "--workers", type=int, default=os.cpu_count() or 1, help="parallel runs (default: one per core)"
     )
-    bench_parser.add_argument("--backend", choices=BACKENDS, default="local", help="local processes or a Ray cluster")
+    bench_parser.add_argument(
+        "--backend", choices=BACKENDS, default="local", help="local processes (default) or a Ray cluster"
+    )
     bench_parser.add_argument("--address", help="with --backend ray: the cluster to join (default: start a local one)")
-    bench_parser.add_argument("--retries", type=int, default=2, help="restarts of a run whose worker died")
+    bench_parser.add_argument("--retries", type=int, default=2, help="restarts of a run whose worker died (default 2)")
     bench_parser.add_argument("--baseline", help="agent the others are compared with (default: the first)")
     bench_parser.add_argument("--name", help="results folder under runs/bench/ (default: the suite or env)")
     bench_parser.add_argument(
-        "--runs-dir", type=Path, default=Path("runs"), help="the grid goes to RUNS_DIR/bench/NAME/"
+        "--runs-dir", type=Path, default=Path("runs"), help="the grid goes to RUNS_DIR/bench/NAME/ (default: runs)"
     )
     bench_parser.add_argument(
         "--page",

@@ -236,8 +236,10 @@ def seed_ranges(rows: Sequence[dict[str, Any]]) -> str:
 def grid_timing_line(timing: dict[str, Any]) -> str:
     """How close the grid came to perfect parallelism: its wall time over the runs' summed time / workers."""
     ideal = timing["cells_s"] / timing["workers"]
+    runs = f"{timing['runs']} run{'s' * (timing['runs'] != 1)}"
+    workers = f"{timing['workers']} worker{'s' * (timing['workers'] != 1)}"
     return (
-        f"This call ran {timing['runs']} runs on {timing['workers']} workers in {timing['grid_wall_s']:.0f} s; "
+        f"This call ran {runs} on {workers} in {timing['grid_wall_s']:.0f} s; "
         f"the runs took {timing['cells_s']:.0f} s together (set-up, training, evaluation), "
         f"{timing['cells_s'] / timing['workers']:.0f} s per worker: wall time / ideal = "
         f"{timing['grid_wall_s'] / ideal:.2f}."

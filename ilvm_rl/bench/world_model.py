@@ -114,8 +114,11 @@ def run_benchmark(
         One dict per model: ``model``, the metrics of :func:`trajectory_metrics` at ``K = samples``,
         and ``fit_s``.
     """
-    if horizon < 1 or samples < 2 or fit_steps < 1 or steps < n_envs * (horizon + 1):
-        raise ValueError("need horizon >= 1, samples >= 2, fit_steps >= 1 and steps >= n_envs * (horizon + 1)")
+    least = {"horizon": 1, "samples": 2, "fit_steps": 1, "steps": n_envs * (horizon + 1)}
+    for name, value in (("horizon", horizon), ("samples", samples), ("fit_steps", fit_steps), ("steps", steps)):
+        if value < least[name]:
+            why = f" ({n_envs} envs × (horizon + 1): every env must play one whole segment)" if name == "steps" else ""
+            raise ValueError(f"{name} must be >= {least[name]}{why}, got {value}")
     torch.set_num_threads(1)  # small networks: threads cost more than they give
     torch.manual_seed(seed)
     train_store, observation_space, action_space = collect(env_id, steps, n_envs, seed)

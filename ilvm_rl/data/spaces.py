@@ -24,9 +24,9 @@ def check_observation_space(space: spaces.Space) -> spaces.Box:
     """Return ``space`` if it is a flat (1-D) float or int Box, else raise naming what is accepted."""
     if not isinstance(space, spaces.Box) or len(space.shape) != 1:
         raise UnsupportedSpaceError(
-            f"observation space {space} is not supported by the exploration models: they accept a "
-            f"1-D Box (a flat vector of numbers); flatten other spaces with "
-            f"gymnasium.wrappers.FlattenObservation"
+            f"observation space {space} is not supported by the world model: it reads a 1-D Box (a flat "
+            f"vector of numbers); register a flattened version of the env (gymnasium.wrappers.FlattenObservation) "
+            f"in a module of yours and pass its id as module:Name-v0"
         )
     return space
 
