@@ -140,7 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=0,
         metavar="N",
-        help="first seed: seeds N .. N+seeds-1 (default 0; tune on some seeds, report on others, e.g. --seed-start 100)",
+        help="first seed: seeds N .. N+seeds-1 (default 0; tune on some seeds, report on others: --seed-start 100)",
     )
     bench_parser.add_argument(
         "--workers", type=int, default=os.cpu_count() or 1, help="parallel runs (default: one per core)"
