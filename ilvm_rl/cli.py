@@ -45,10 +45,10 @@ from ilvm_rl.run import (
     train,
 )
 
-# an env of an optional extra that is not installed (ilvm/DoorKey8x8-v0 without minigrid) is the user's to fix
 DEFAULT_STEPS = 300_000
 """Budget of ``train`` and of ``bench --env`` when ``--steps`` is not given."""
 
+# an env of an optional extra that is not installed (ilvm/DoorKey8x8-v0 without minigrid) is the user's to fix
 USER_ERRORS = (ConfigError, CheckpointError, UnsupportedSpaceError, DependencyNotInstalled)
 
 
@@ -132,7 +132,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench_parser.add_argument(
         "--steps",
         type=int,
-        help="budget per run: of the --env task (default 300,000), or of every task of --suite (default: the suite's)",
+        help=f"budget per run: of the --env task (default {DEFAULT_STEPS:,}), or of every task of --suite "
+        "(default: the suite's)",
     )
     bench_parser.add_argument("--seeds", type=int, default=5, help="number of seeds per agent and task (default 5)")
     bench_parser.add_argument(
@@ -306,10 +307,8 @@ def bench(args: argparse.Namespace, command: str) -> int:
     if args.suite:
         suite, name = load_suite(args.suite, args.steps), Path(args.suite).stem
     else:
-        suite, name = (
-            single_task_suite(args.env, DEFAULT_STEPS if args.steps is None else args.steps),
-            file_stem(args.env),
-        )
+        steps = DEFAULT_STEPS if args.steps is None else args.steps
+        suite, name = single_task_suite(args.env, steps), file_stem(args.env)
     bench_name = args.name or name
     if args.page:  # a missing section fails now, not after hours of runs
         surrounding_section(args.page, f"bench:{bench_name}")
