@@ -27,7 +27,7 @@ from ilvm_rl.bench.suite import suite_names
 from ilvm_rl.bench.world_model import markdown_table as world_model_table
 from ilvm_rl.bench.world_model import run_benchmark as run_world_model_benchmark
 from ilvm_rl.checkpoint import CheckpointError
-from ilvm_rl.config import ConfigError, load_yaml, make_folder
+from ilvm_rl.config import ConfigError, checked_seed, load_yaml, make_folder
 from ilvm_rl.data.spaces import UnsupportedSpaceError
 from ilvm_rl.recipes import check_env_id, file_stem, load_recipe, recipe_names
 from ilvm_rl.representation.pretrain import pretrain
@@ -50,17 +50,6 @@ DEFAULT_STEPS = 300_000
 
 # an env of an optional extra that is not installed (ilvm/DoorKey8x8-v0 without minigrid) is the user's to fix
 USER_ERRORS = (ConfigError, CheckpointError, UnsupportedSpaceError, DependencyNotInstalled)
-
-
-def checked_seed(flag: str, seed: int) -> int:
-    """``seed``, if Gymnasium and numpy take it.
-
-    Raises:
-        ConfigError: a negative seed, naming ``flag``.
-    """
-    if seed < 0:
-        raise ConfigError(f"{flag} must be >= 0 (Gymnasium and numpy take non-negative seeds), got {seed}")
-    return seed
 
 
 def parse_overrides(pairs: Sequence[str]) -> dict[str, Any]:

@@ -266,6 +266,17 @@ def read_yaml_mapping(path: Path, layout: str) -> dict[str, Any]:
     return data
 
 
+def checked_seed(name: str, seed: int) -> int:
+    """``seed``, if Gymnasium and numpy take it.
+
+    Raises:
+        ConfigError: a negative seed, naming the flag or setting ``name``.
+    """
+    if seed < 0:
+        raise ConfigError(f"{name} must be >= 0 (Gymnasium and numpy take non-negative seeds), got {seed}")
+    return seed
+
+
 def make_folder(path: Path, what: str) -> Path:
     """Create the folder ``path`` (and its parents) if needed; returns it.
 

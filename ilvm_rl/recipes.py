@@ -275,6 +275,21 @@ def _sections(path: Path, env_id: str, seen: tuple[Path, ...] = ()) -> list[tupl
     return sections
 
 
+def _merged_sections(agent: str, env_id: str) -> dict[str, Any]:
+    """The settings of a recipe's sections for ``env_id``, merged in order, each merge checked."""
+    merged: dict[str, Any] = {}
+    for label, section in _sections(recipe_path(agent), env_id):
+        merged = merge_settings(Recipe, merged, section)
+        from_dict(Recipe, merged, label)  # names the first section whose settings break the schema
+    return merged
+
+
+def _agents_with_bonus(algo: str, env_id: str) -> list[str]:
+    """Shipped recipes that train ``algo`` with an exploration bonus on ``env_id``."""
+    recipes = {name: from_dict(Recipe, _merged_sections(name, env_id), name) for name in recipe_names()}
+    return [name for name, recipe in recipes.items() if recipe.algo == algo and recipe.exploration is not None]
+
+
 def load_recipe(agent: str, env_id: str, overrides: dict[str, Any] | None = None) -> tuple[Recipe, dict[str, Any]]:
     """Resolve a recipe for ``env_id``.
 
@@ -290,18 +305,15 @@ def load_recipe(agent: str, env_id: str, overrides: dict[str, Any] | None = None
         ConfigError: naming the file, section and key at fault.
     """
     check_env_id(env_id)
-    sections = _sections(recipe_path(agent), env_id)
-    merged: dict[str, Any] = {}
-    for label, section in sections:
-        merged = merge_settings(Recipe, merged, section)
-        from_dict(Recipe, merged, label)  # names the first section whose settings break the schema
+    merged = _merged_sections(agent, env_id)
     if overrides:
         exploration = overrides.get("exploration")
         if merged.get("exploration") is None and isinstance(exploration, dict) and "bonus" not in exploration:
             # a tweak of the bonus would otherwise give a baseline the default bonus under its own name
             raise ConfigError(
                 f"overrides: agent {agent} has no exploration bonus to change ({', '.join(exploration)}); "
-                "add one on purpose with exploration.bonus, or pick an agent that has one (ppo_ilvm, ppo_rnd, ppo_icm)"
+                "add one on purpose with exploration.bonus, or pick an agent that has one "
+                f"({', '.join(_agents_with_bonus(from_dict(Recipe, merged, agent).algo, env_id))})"
             )
         merged = merge_settings(Recipe, merged, overrides)
         from_dict(Recipe, merged, "overrides")

@@ -48,11 +48,12 @@ from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
+from stable_baselines3.common.type_aliases import TrainFreq, TrainFrequencyUnit
 from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 from tqdm import TqdmExperimentalWarning
 from tqdm.rich import tqdm
 
-from ilvm_rl.config import ConfigError, from_dict, load_yaml, make_folder
+from ilvm_rl.config import ConfigError, checked_seed, from_dict, load_yaml, make_folder
 from ilvm_rl.data.spaces import TransitionCodec, UnsupportedSpaceError, has_fixed_scale
 from ilvm_rl.provenance import provenance
 from ilvm_rl.recipes import ALGORITHMS, Recipe, check_env_id, env_spec, file_stem, load_recipe
@@ -106,6 +107,9 @@ class RunSpec:
     steps: int
     overrides: dict[str, Any] | None = None
     threshold: float | None = None
+
+    def __post_init__(self) -> None:
+        checked_seed("seed", self.seed)  # before a run folder is made
 
 
 class EpisodeRecorder(BaseCallback):
@@ -183,18 +187,27 @@ class PeriodicCheckpoint(BaseCallback):
 
 
 class RunProgressBar(ProgressBarCallback):
-    """SB3's progress bar with the steps the run will play as its total: an on-policy agent plays whole
-    rollouts, so a budget that is not a multiple of one ends a part-rollout past it (SB3's bar, whose
-    total is the budget, then ends above 100%)."""
+    """SB3's progress bar with the steps the run will play as its total. An agent plays whole
+    collection calls (an on-policy rollout, an off-policy ``train_freq`` in steps), so a budget that is
+    not a multiple of one ends past it, and SB3's bar, whose total is the budget, ends above 100%. When
+    the agent collects whole episodes the length is not known ahead: the bar holds at 100% instead."""
 
     def _on_training_start(self) -> None:
         steps_per_call = self.training_env.num_envs
         if isinstance(self.model, OnPolicyAlgorithm):
             steps_per_call *= self.model.n_steps
+        elif isinstance(self.model, OffPolicyAlgorithm):
+            train_freq = self.model.train_freq  # a TrainFreq once SB3 sets the model up
+            if isinstance(train_freq, TrainFreq) and train_freq.unit == TrainFrequencyUnit.STEP:
+                steps_per_call *= train_freq.frequency
         remaining = self.locals["total_timesteps"] - self.model.num_timesteps
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", category=TqdmExperimentalWarning)  # rich's bar, which SB3 uses too
             self.pbar = tqdm(total=-(-remaining // steps_per_call) * steps_per_call)
+
+    def _on_step(self) -> bool:
+        self.pbar.update(min(self.training_env.num_envs, self.pbar.total - self.pbar.n))
+        return True
 
 
 def save_checkpoint(run_dir: Path, model: Any, exploration: ModuleCallback | None, wall_time_s: float) -> None:

@@ -146,8 +146,10 @@ def test_an_algorithm_argument_of_the_wrong_type_is_named_before_anything_runs(t
 
 
 def test_a_bonus_setting_needs_a_bonus_to_change() -> None:
-    with pytest.raises(ConfigError, match="agent ppo has no exploration bonus to change"):
+    with pytest.raises(ConfigError, match=r"agent ppo has no exploration bonus to change .*\(ppo_icm, ppo_ilvm, "):
         load_recipe("ppo", "CartPole-v1", {"exploration": {"int_coef": 0.5}})
+    with pytest.raises(ConfigError, match=r"pick an agent that has one \(dqn_ilvm, dqn_rnd\)"):  # of its own algorithm
+        load_recipe("dqn", "MountainCar-v0", {"exploration": {"int_coef": 0.5}})
     recipe, _ = load_recipe("ppo", "CartPole-v1", {"exploration": {"bonus": "rnd", "int_coef": 0.5}})
     assert recipe.exploration is not None and recipe.exploration.int_coef == 0.5
     recipe, _ = load_recipe("ppo_ilvm", "CartPole-v1", {"exploration": {"int_coef": 0.5}})

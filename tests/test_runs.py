@@ -13,6 +13,7 @@ from safetensors.numpy import load_file
 
 from ilvm_rl.checkpoint import CheckpointError
 from ilvm_rl.cli import main
+from ilvm_rl.config import ConfigError
 from ilvm_rl.exploration.checkpoint import load_explorer
 from ilvm_rl.run import RunProgressBar, RunSpec, steps_to_threshold, train
 
@@ -259,3 +260,23 @@ def test_the_progress_bar_counts_the_whole_rollouts_a_run_plays() -> None:
     bar = RunProgressBar()
     model.learn(100, callback=bar)  # two rollouts of 64 steps: PPO ends at 128, past the budget of 100
     assert model.num_timesteps == bar.pbar.total == bar.pbar.n == 128
+
+
+@pytest.mark.parametrize(
+    ("train_freq", "bar_total"),
+    [(3, 102), ((1, "episode"), 100)],  # 34 calls of 3 steps; whole episodes of a length not known ahead
+)
+def test_an_off_policy_progress_bar_ends_at_100_percent(train_freq: object, bar_total: int) -> None:
+    from stable_baselines3 import DQN
+
+    model = DQN("MlpPolicy", "CartPole-v1", train_freq=train_freq, learning_starts=1000, buffer_size=1000)
+    bar = RunProgressBar()
+    model.learn(100, callback=bar)
+    assert model.num_timesteps > 100  # the last call went past the budget
+    assert bar.pbar.n == bar.pbar.total == bar_total
+    assert train_freq != 3 or model.num_timesteps == bar_total
+
+
+def test_a_run_with_a_negative_seed_is_refused_before_it_starts() -> None:
+    with pytest.raises(ConfigError, match="seed must be >= 0"):  # not Gymnasium's error from inside reset
+        RunSpec("ppo", "CartPole-v1", seed=-1, steps=64)
