@@ -92,6 +92,21 @@ class Layout:
         target = (cell[0] + d_row, cell[1] + d_col)
         return cell if self.walls[target] else target
 
+    def distances(self) -> dict[Cell, int]:
+        """Fewest moves from the start to each reachable cell (breadth-first search)."""
+        distances = {self.start: 0}
+        frontier = [self.start]
+        while frontier:
+            reached = []
+            for cell in frontier:
+                for action in range(len(MOVES)):
+                    target = self.move(cell, action)
+                    if target not in distances:
+                        distances[target] = distances[cell] + 1
+                        reached.append(target)
+            frontier = reached
+        return distances
+
     def render(self, cell: Cell) -> str:
         """The art with the agent drawn as ``A`` on ``cell``."""
         lines = self.art.splitlines()

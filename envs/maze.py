@@ -54,6 +54,9 @@ class MazeEnv(GridEnv):
     The id is registered with ``max_episode_steps=500`` (truncation) and ``reward_threshold=0.9``:
     solved when at least 9 of the last 10 episodes reach the goal.
 
+    Info: ``depth`` (int), the fewest moves from the start to the agent's cell (the goal's is 108),
+    so that a run can show how far into the maze its episodes got (``deepest`` in ``episodes.csv``).
+
     Args:
         render_mode: ``"ansi"`` renders the maze as text, the agent drawn ``A``;
             other modes render nothing (SB3 asks for ``"rgb_array"``).
@@ -69,6 +72,7 @@ class MazeEnv(GridEnv):
             for col in range(1, cols - 1):
                 for direction, (d_row, d_col) in enumerate(MOVES):
                     self._observations[row, col, 2 + direction] = self.layout.walls[row + d_row, col + d_col]
+        self._depths = self.layout.distances()
         self.observation_space = spaces.Box(-1.0, 1.0, shape=(6,), dtype=np.float32)
         self.action_space = spaces.Discrete(4)
 
@@ -76,9 +80,10 @@ class MazeEnv(GridEnv):
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[np.ndarray, dict[str, Any]]:
         self._restart(seed)
-        return self._observations[self._cell].copy(), {}
+        return self._observations[self._cell].copy(), {"depth": 0}
 
     def step(self, action: np.int64 | int) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         self._cell = self.layout.move(self._cell, self._checked(action))
         terminated = self._cell == self.layout.goal
-        return self._observations[self._cell].copy(), float(terminated), terminated, False, {}
+        info = {"depth": self._depths[self._cell]}
+        return self._observations[self._cell].copy(), float(terminated), terminated, False, info

@@ -117,7 +117,10 @@ class EpisodeRecorder(BaseCallback):
     ended, so steps-to-threshold is exact across parallel environments.
 
     Environments that put ``on_tv`` in their step infos (the noisy-TV tasks) also get the number of
-    steps of the episode on which the TV played (``on_tv_steps``; empty for other environments).
+    steps of the episode on which the TV played (``on_tv_steps``), and those that put ``depth`` there
+    (the maze: moves from the start) the deepest the episode got (``deepest``, also logged as
+    ``rollout/deepest``, the deepest of the rollout's finished episodes); both are empty for other
+    environments.
     """
 
     def __init__(self, path: Path):
@@ -131,24 +134,35 @@ class EpisodeRecorder(BaseCallback):
         self.file = self.path.open("a", newline="")
         self.writer = csv.writer(self.file)
         if new:
-            self.writer.writerow(["step", "return", "length", "on_tv_steps"])
-        self.tv_steps = np.zeros(self.training_env.num_envs, dtype=np.int64)
-        self.reports_tv = np.zeros(self.training_env.num_envs, dtype=bool)
+            self.writer.writerow(["step", "return", "length", "on_tv_steps", "deepest"])
+        n_envs = self.training_env.num_envs
+        self.tv_steps = np.zeros(n_envs, dtype=np.int64)
+        self.reports_tv = np.zeros(n_envs, dtype=bool)
+        self.deepest = np.full(n_envs, -1, dtype=np.int64)  # -1: the env reports no depth
+        self.rollout_deepest = -1
 
     def _on_step(self) -> bool:
         for index, info in enumerate(self.locals["infos"]):
             if "on_tv" in info:
                 self.reports_tv[index] = True
                 self.tv_steps[index] += bool(info["on_tv"])
+            if "depth" in info:
+                self.deepest[index] = max(self.deepest[index], int(info["depth"]))
             episode = info.get("episode")
             if episode is not None:
                 on_tv = int(self.tv_steps[index]) if self.reports_tv[index] else ""
-                self.writer.writerow([self.num_timesteps, float(episode["r"]), int(episode["l"]), on_tv])
+                deepest = int(self.deepest[index]) if self.deepest[index] >= 0 else ""
+                self.writer.writerow([self.num_timesteps, float(episode["r"]), int(episode["l"]), on_tv, deepest])
+                self.rollout_deepest = max(self.rollout_deepest, self.deepest[index])
                 self.tv_steps[index] = 0
+                self.deepest[index] = -1
         return True
 
     def _on_rollout_end(self) -> None:
         self.file.flush()
+        if self.rollout_deepest >= 0:
+            self.logger.record("rollout/deepest", int(self.rollout_deepest))
+        self.rollout_deepest = -1
 
     def _on_training_end(self) -> None:
         self.file.close()
@@ -238,6 +252,14 @@ def tv_share(run_dir: Path) -> float | None:
     if not rows:
         return None
     return sum(int(row["on_tv_steps"]) for row in rows) / sum(int(row["length"]) for row in rows)
+
+
+def deepest(run_dir: Path) -> int | None:
+    """The deepest any training episode got (the environment's ``depth`` info, e.g. the maze's moves
+    from the start); None when the environment does not report it."""
+    with (run_dir / EPISODES_FILE).open() as file:
+        depths = [int(row["deepest"]) for row in csv.DictReader(file) if row.get("deepest")]
+    return max(depths) if depths else None
 
 
 def read_episodes(run_dir: Path) -> list[tuple[int, float]]:
@@ -670,6 +692,7 @@ def write_results(
         "kept": is_kept(evaluation["mean_return"], threshold),
         "final_eval_return": evaluation["mean_return"],
         "tv_share": tv_share(run_dir),
+        "deepest": deepest(run_dir),
         "steps_per_second": steps_per_second,
         "wall_time_s": wall,
         "provenance": provenance(),

@@ -263,6 +263,22 @@ def test_kept_counts_final_evaluations_at_the_threshold_not_trailing_means_that_
     assert line.startswith("| ppo | 1/3 | 2/3 | 300 | 100 – > 320 |")
 
 
+def test_the_tables_show_the_deepest_cell_only_for_tasks_that_report_it() -> None:
+    base = {"env_id": "CartPole-v1", "agent": "ppo", "steps_per_second": 100.0, "tv_share": None, "found": False}
+    runs = [
+        {**base, "seed": seed, "steps_to_threshold": None, "kept": False, "final_eval_return": 0.0} for seed in range(3)
+    ]
+    (entry,) = aggregate(runs, TINY_SUITE, ["ppo"], "ppo")
+    assert "deepest" not in markdown_tables([entry], "ppo")
+    (entry,) = aggregate(
+        [{**run, "deepest": depth} for run, depth in zip(runs, (40, 52, 47), strict=True)], TINY_SUITE, ["ppo"], "ppo"
+    )
+    table = markdown_tables([entry], "ppo").splitlines()
+    assert table[2].endswith("| deepest cell reached (median) | steps/s |")
+    assert table[3].count("---") == 9
+    assert table[4].endswith("| 47 | 100 |")
+
+
 def test_cells_of_older_grids_that_say_solved_are_read_as_found(local_grid, tmp_path: Path) -> None:
     _, first = local_grid
     copy = tmp_path / "bench" / "tiny"

@@ -352,10 +352,12 @@ def test_maze_goal_is_far_but_within_the_time_limit() -> None:
     route = shortest_route(layout)
     max_steps = gym.spec("ilvm/Maze-v0").max_episode_steps
     assert max_steps is not None and 100 <= len(route) < max_steps / 2
-    env.reset(seed=0)
+    assert env.reset(seed=0)[1] == {"depth": 0}
     for index, action in enumerate(route):
-        observation, reward, terminated, _, _ = env.step(action)
+        observation, reward, terminated, _, info = env.step(action)
         assert (reward, terminated) == ((1.0, True) if index == len(route) - 1 else (0.0, False))
+        # along a shortest route every move goes one cell deeper
+        assert info == {"depth": index + 1}
         # the wall sensors see the layout
         row, col = maze.cell
         walls = [layout.walls[row + d_row, col + d_col] for d_row, d_col in MOVES]

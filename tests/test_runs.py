@@ -1,5 +1,6 @@
 """CLI, run folders, checkpoints and reproducibility at toy scale."""
 
+import csv
 import json
 import subprocess
 import sys
@@ -231,6 +232,22 @@ def test_the_share_of_steps_on_a_noisy_tv_is_recorded(tmp_path: Path) -> None:
     # an untrained policy picks the TV action about one step in five
     assert 0.1 < results["ilvm/NoisyTVAction-v0"]["tv_share"] < 0.3
     assert results["CartPole-v1"]["tv_share"] is None
+
+
+def test_the_deepest_cell_of_a_maze_run_is_recorded(tmp_path: Path) -> None:
+    import ilvm_rl.envs  # noqa: F401  (registers the ilvm/ ids)
+
+    results = train(RunSpec("ppo", "ilvm/Maze-v0", seed=0, steps=2048, overrides=FAST), tmp_path)
+    with (tmp_path / "episodes.csv").open() as file:
+        episodes = list(csv.DictReader(file))
+    depths = [int(row["deepest"]) for row in episodes]
+    # an untrained policy wanders some cells from the start and never reaches the goal (108 deep)
+    assert len(depths) >= 4 and all(0 < depth < 108 for depth in depths)
+    assert results["deepest"] == max(depths)
+    with (tmp_path / "tb" / "progress.csv").open() as file:
+        progress = list(csv.DictReader(file))
+    logged = [int(float(row["rollout/deepest"])) for row in progress if row.get("rollout/deepest")]
+    assert logged and max(logged) == max(depths)
 
 
 @pytest.mark.parametrize("deterministic", [True, False])

@@ -24,7 +24,7 @@ from ilvm_rl.recipes import file_stem
 
 CSV_COLUMNS = [
     "agent", "env_id", "seed", "steps", "threshold", "kept", "found", "steps_to_threshold",
-    "final_eval_return", "tv_share", "steps_per_second", "wall_time_s",
+    "final_eval_return", "tv_share", "deepest", "steps_per_second", "wall_time_s",
 ]  # fmt: skip
 # columns that measure the machine rather than the agent: they differ between two runs of a grid
 TIMING_COLUMNS = ("steps_per_second", "wall_time_s")
@@ -107,6 +107,7 @@ def aggregate(
                 "iqm": iqm_with_ci(finals),
                 "steps_per_second": float(np.mean([row["steps_per_second"] for row in runs])),
                 "tv_share": mean_tv_share(runs),
+                "deepest": median_deepest(runs),
                 "budget": task.steps,
             }
             if agent != baseline and len(baseline_returns):
@@ -121,6 +122,19 @@ def mean_tv_share(runs: Sequence[dict[str, Any]]) -> float | None:
     return float(np.mean(shares)) if shares else None
 
 
+def median_deepest(runs: Sequence[dict[str, Any]]) -> float | None:
+    """Median over seeds of the deepest cell a run's episodes reached (None: the task reports no depth)."""
+    depths = [row["deepest"] for row in runs if row.get("deepest") is not None]
+    return float(np.median(depths)) if depths else None
+
+
+# columns only for tasks whose runs report them: (header, entry key, format)
+OPTIONAL_COLUMNS = (
+    ("share of steps on the TV", "tv_share", "{:.2f}"),
+    ("deepest cell reached (median)", "deepest", "{:g}"),
+)
+
+
 def _steps(value: float, budget: int) -> str:
     return f"> {budget:,}" if np.isinf(value) else f"{int(value):,}"
 
@@ -130,14 +144,14 @@ def markdown_tables(table: Sequence[dict[str, Any]], baseline: str) -> str:
     parts = []
     for env_id in dict.fromkeys(entry["env_id"] for entry in table):
         entries = [e for e in table if e["env_id"] == env_id]
-        has_tv = any(e["tv_share"] is not None for e in entries)  # a column only for noisy-TV tasks
+        optional = [column for column in OPTIONAL_COLUMNS if any(e.get(column[1]) is not None for e in entries)]
         lines = [
             f"**{env_id}**",
             "",
             f"| agent | seeds kept | seeds found | median steps to first threshold | IQR of steps "
             f"| IQM final eval return [95% CI] "
-            f"| P(better than {baseline}) [95% CI] |{' share of steps on the TV |' if has_tv else ''} steps/s |",
-            "| --- " * (9 if has_tv else 8) + "|",
+            f"| P(better than {baseline}) [95% CI] |{''.join(f' {header} |' for header, _, _ in optional)} steps/s |",
+            "| --- " * (8 + len(optional)) + "|",
         ]
         for entry in entries:
             q1, median, q3 = entry["steps_quartiles"]
@@ -147,13 +161,14 @@ def markdown_tables(table: Sequence[dict[str, Any]], baseline: str) -> str:
             if "improvement" in entry:
                 p, p_low, p_high = entry["improvement"]
                 improvement = f"{p:.2f} [{p_low:.2f}, {p_high:.2f}]"
-            share = entry["tv_share"]
-            tv = (f" {share:.2f} |" if share is not None else " — |") if has_tv else ""
+            extra = "".join(
+                f" {form.format(entry[key]) if entry.get(key) is not None else '—'} |" for _, key, form in optional
+            )
             lines.append(
                 f"| {entry['agent']} | {entry['kept']}/{entry['seeds']} | {entry['found']}/{entry['seeds']} "
                 f"| {_steps(median, budget)} "
                 f"| {_steps(q1, budget)} – {_steps(q3, budget)} | {iqm:.1f} [{low:.1f}, {high:.1f}] "
-                f"| {improvement} |{tv} {entry['steps_per_second']:,.0f} |"
+                f"| {improvement} |{extra} {entry['steps_per_second']:,.0f} |"
             )
         parts.append("\n".join(lines))
     return "\n\n".join(parts)
