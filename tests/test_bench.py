@@ -176,6 +176,11 @@ def test_bad_grids_are_refused_before_anything_runs(local_grid, tmp_path: Path) 
     assert not (tmp_path / "bench" / "x").exists()
 
 
+def test_dense_suite_takes_gymnasiums_thresholds() -> None:
+    tasks = load_suite("dense").tasks
+    assert [(task.env_id, task.threshold) for task in tasks] == [("CartPole-v1", 475.0), ("Acrobot-v1", -100.0)]
+
+
 def test_suite_files_are_checked_by_key_and_env_id(tmp_path: Path) -> None:
     assert [task.env_id for task in load_suite("exploration").tasks] == ["MountainCar-v0"]
     bad_env = tmp_path / "bad_env.yaml"
