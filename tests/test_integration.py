@@ -17,6 +17,7 @@ from ilvm_rl import ExplorationCallback, ExplorationConfig, ModelConfig
 from ilvm_rl.config import ConfigError
 from ilvm_rl.exploration import DisagreementConfig, ICMConfig, ILVMScoreConfig, RNDConfig
 from ilvm_rl.exploration.streams import non_episodic_gae
+from ilvm_rl.sb3.callback import intrinsic_share
 
 TINY_MODEL = ModelConfig(objectives=("energy", "elbo"), latent_dim=2, hidden_sizes=(16,), n_samples=4)
 TINY = ExplorationConfig(
@@ -177,24 +178,42 @@ def test_a_module_with_no_weight_leaves_the_agent_unchanged() -> None:
     assert torch.equal(trained[0], trained[1])
 
 
-class CoefSpy(BaseCallback):
-    def __init__(self):
+class TagSpy(BaseCallback):
+    """Records one logged value after every rollout (it runs after the exploration callback)."""
+
+    def __init__(self, tag: str):
         super().__init__()
-        self.coefs: list[float] = []
+        self.tag = tag
+        self.values: list[float] = []
 
     def _on_step(self) -> bool:
         return True
 
     def _on_rollout_end(self) -> None:
-        self.coefs.append(self.logger.name_to_value["ilvm/int_coef"])
+        self.values.append(self.logger.name_to_value[self.tag])
 
 
 def test_beta_follows_the_steps_taken_and_reaches_its_final_value() -> None:
     config = dataclasses.replace(TINY, int_coef=1.0, int_coef_final=0.0)
     model = PPO("MlpPolicy", two_stream_envs(), n_steps=8, batch_size=16, n_epochs=1, seed=0, device="cpu")
-    spy = CoefSpy()
+    spy = TagSpy("ilvm/int_coef")
     model.learn(64, callback=CallbackList([ExplorationCallback(config, seed=0), spy]))
-    np.testing.assert_allclose(spy.coefs, [0.75, 0.5, 0.25, 0.0])
+    np.testing.assert_allclose(spy.values, [0.75, 0.5, 0.25, 0.0])
+
+
+def test_the_intrinsic_share_weighs_both_parts_as_they_are_mixed() -> None:
+    assert intrinsic_share(np.array([2.0, -2.0]), np.array([6.0, -6.0])) == 0.75
+    assert intrinsic_share(np.array([2.0, -2.0]), np.zeros(2)) == 0.0
+    assert np.isnan(intrinsic_share(np.zeros(2), np.zeros(2)))
+    shares = []
+    for int_coef in (1.0, 0.0):
+        model = PPO("MlpPolicy", two_stream_envs(), n_steps=8, batch_size=16, n_epochs=1, seed=0, device="cpu")
+        spy = TagSpy("ilvm/int_advantage_share")
+        config = dataclasses.replace(TINY, int_coef=int_coef)
+        model.learn(32, callback=CallbackList([ExplorationCallback(config, seed=0), spy]))
+        shares.append(spy.values)
+    assert all(0.0 < share <= 1.0 for share in shares[0])
+    assert shares[1] == [0.0, 0.0]
 
 
 class StopAfter(BaseCallback):
