@@ -202,9 +202,9 @@ def test_beta_follows_the_steps_taken_and_reaches_its_final_value() -> None:
 
 
 def test_the_intrinsic_share_weighs_both_parts_as_they_are_mixed() -> None:
-    assert intrinsic_share(np.array([2.0, -2.0]), np.array([6.0, -6.0])) == 0.75
-    assert intrinsic_share(np.array([2.0, -2.0]), np.zeros(2)) == 0.0
-    assert np.isnan(intrinsic_share(np.zeros(2), np.zeros(2)))
+    assert intrinsic_share(2.0, 6.0) == 0.75
+    assert intrinsic_share(2.0, 0.0) == 0.0
+    assert np.isnan(intrinsic_share(0.0, 0.0))
     shares = []
     for int_coef in (1.0, 0.0):
         model = PPO("MlpPolicy", two_stream_envs(), n_steps=8, batch_size=16, n_epochs=1, seed=0, device="cpu")

@@ -188,7 +188,9 @@ class ExplorationCallback(BaseCallback):
         assert self.observations.last is not None
         int_advantages, metrics = self.explorer.rollout_advantages(progress, self.observations.last)
         metrics["ext_advantage_std"] = float(buffer.advantages.std())
-        metrics["int_advantage_share"] = intrinsic_share(self.config.ext_coef * buffer.advantages, int_advantages)
+        metrics["int_advantage_share"] = intrinsic_share(
+            self.config.ext_coef * metrics["ext_advantage_std"], float(int_advantages.std())
+        )
         mix_advantages(buffer, self.config.ext_coef, int_advantages)
         metrics.update(self.explorer.update(recent=int_advantages.size))
         if self.ext_returns:  # beside int_return_mean, from the same rollout
@@ -204,14 +206,13 @@ class ExplorationCallback(BaseCallback):
         return save_explorer(self.explorer, target)
 
 
-def intrinsic_share(weighted_ext: np.ndarray, weighted_int: np.ndarray) -> float:
+def intrinsic_share(ext_spread: float, int_spread: float) -> float:
     """The intrinsic part's share of the two parts' spreads, ``std(β·A_int) / (std(ext_coef·A_ext) +
-    std(β·A_int))``: 1 where the bonus alone steers the policy, 0 where the task's advantage does. PPO
-    normalises each minibatch's mixed advantages, so this ratio, not either size, is what decides
-    (nan when neither part varies)."""
-    spreads = float(np.std(weighted_ext)), float(np.std(weighted_int))
-    total = sum(spreads)
-    return spreads[1] / total if total > 0 else float("nan")
+    std(β·A_int))``, given the two weighted stds: 1 where the bonus alone steers the policy, 0 where
+    the task's advantage does. PPO normalises each minibatch's mixed advantages, so this ratio, not
+    either size, is what decides (nan when neither part varies)."""
+    total = ext_spread + int_spread
+    return int_spread / total if total > 0 else float("nan")
 
 
 def mix_advantages(buffer: RolloutBuffer, ext_coef: float, int_advantages: np.ndarray) -> None:
