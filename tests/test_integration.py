@@ -16,6 +16,7 @@ from toy_envs import CounterEnv
 from ilvm_rl import ExplorationCallback, ExplorationConfig, ModelConfig
 from ilvm_rl.config import ConfigError
 from ilvm_rl.exploration import DisagreementConfig, ICMConfig, ILVMScoreConfig, RNDConfig
+from ilvm_rl.exploration.explorer import Explorer
 from ilvm_rl.exploration.streams import non_episodic_gae
 from ilvm_rl.sb3.callback import intrinsic_share
 
@@ -299,3 +300,52 @@ def test_off_policy_algorithms_are_refused_with_a_clear_error() -> None:
     model = DQN("MlpPolicy", make_vec_env(CounterEnv, n_envs=1), learning_starts=0, device="cpu")
     with pytest.raises(TypeError, match="on-policy"):
         model.learn(10, callback=ExplorationCallback(TINY))
+
+
+def silent_task_envs(norm_reward: bool) -> VecNormalize:
+    """Two envs that pay -1 a step and only ever end by a time limit: the task says nothing. Under
+    ``norm_reward`` the rewards the policy sees vary all the same."""
+    env = make_vec_env(lambda: TimeLimit(CounterEnv(length=10), max_episode_steps=3), n_envs=2, seed=0)
+    return VecNormalize(env, norm_obs=False, norm_reward=norm_reward)
+
+
+@pytest.mark.parametrize("norm_reward", [False, True])
+def test_handover_leaves_the_task_out_until_it_speaks(norm_reward: bool) -> None:
+    mixed: dict[bool, BufferSpy] = {}
+    for handover in (False, True):
+        model = PPO(
+            "MlpPolicy", silent_task_envs(norm_reward), n_steps=4, batch_size=8, n_epochs=1, seed=0, device="cpu"
+        )
+        exploration = ExplorationCallback(dataclasses.replace(TINY, handover=handover), seed=0)
+        before, mixed[handover], share = BufferSpy(), BufferSpy(), TagSpy("ilvm/int_advantage_share")
+        model.learn(24, callback=CallbackList([before, exploration, mixed[handover], share]))
+        assert exploration.explorer.scaler.stats.memory == TINY.scale_memory
+        assert not exploration.explorer.task_spoke
+        assert (share.values == [1.0, 1.0, 1.0]) == handover
+    # the first rollout is the same in both runs (the policy has not learned yet): only A_ext is left out
+    np.testing.assert_allclose(
+        mixed[True].advantages[0], mixed[False].advantages[0] - TINY.ext_coef * before.advantages[0], atol=1e-6
+    )
+
+
+def test_a_termination_hands_over_and_the_scale_stops_forgetting(tmp_path) -> None:
+    model = PPO("MlpPolicy", two_stream_envs(), n_steps=4, batch_size=8, n_epochs=1, seed=0, device="cpu")
+    exploration = ExplorationCallback(dataclasses.replace(TINY, handover=True), seed=0)
+    spoke = TagSpy("ilvm/task_spoke")
+    model.learn(24, callback=CallbackList([exploration, spoke]))  # env 0 terminates at its second step
+    explorer = exploration.explorer
+    assert spoke.values == [1.0, 1.0, 1.0] and explorer.task_spoke and explorer.first_task_reward == -1.0
+    assert explorer.scaler.stats.memory is None and explorer.ext_coef == TINY.ext_coef
+    exploration.save(tmp_path / "module")
+    restored = ExplorationCallback.load(tmp_path / "module", model).explorer
+    assert restored.task_spoke and restored.first_task_reward == -1.0 and restored.scaler.stats.memory is None
+    np.testing.assert_array_equal(restored.scaler.stats.std, explorer.scaler.stats.std)
+
+
+def test_a_reward_other_than_the_first_hands_over() -> None:
+    explorer = Explorer(dataclasses.replace(TINY, handover=True), CounterEnv().observation_space, spaces.Discrete(2), 2)
+    for rewards in ([-1.0, -1.0], [-1.0, -1.0]):
+        explorer.observe_task(np.array(rewards), np.array([False, False]))
+    assert not explorer.task_spoke and explorer.ext_coef == 0.0
+    explorer.observe_task(np.array([-1.0, 0.5]), np.array([False, False]))
+    assert explorer.task_spoke and explorer.ext_coef == TINY.ext_coef

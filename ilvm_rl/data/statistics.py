@@ -53,6 +53,10 @@ class RunningMeanStd:
         for later in self.window[1:]:
             self.mean, self.var, self.count = _combine(self.mean, self.var, self.count, *later)
 
+    def stop_forgetting(self) -> None:
+        """Cover every sample from now on: the batches in memory so far and all later ones."""
+        self.memory, self.window = None, []
+
     @property
     def std(self) -> np.ndarray:
         return np.sqrt(self.var + 1e-8)

@@ -80,6 +80,8 @@ def save_explorer(explorer: Explorer, folder: str | Path, steps: int | None = No
         "n_envs": explorer.n_envs,
         "own_replay": explorer.store is not None,
         "counters": explorer.counters,
+        "task_spoke": explorer.task_spoke,
+        "first_task_reward": explorer.first_task_reward,
         "rng_state": explorer.rng.bit_generator.state,
         "steps": steps,
     }
@@ -129,6 +131,9 @@ def _restore(explorer: Explorer, tensors: dict[str, torch.Tensor], settings: dic
         explorer.store.load_state(_prefixed(tensors, "store."))
     explorer.torch_rng_state = tensors["torch_rng_state"].clone()
     explorer.counters.update(settings.get("counters", {}))
+    explorer.first_task_reward = settings.get("first_task_reward")
+    if settings.get("task_spoke", False):  # after the scale's state, whose memory this ends
+        explorer.hand_over()
     explorer.rng.bit_generator.state = settings["rng_state"]
 
 

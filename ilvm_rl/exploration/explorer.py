@@ -62,6 +62,13 @@ class ExplorationConfig:
             intrinsic returns (older ones drop out, so the untrained model's first, much larger
             scores stop shrinking the bonus after a few rollouts); null covers all of them, as
             the original RND recipe does.
+        handover: let the bonus lead alone until the task first says something, and let it fade
+            after. Until an episode ends by the task's own termination (not a time limit) or a step
+            pays a reward other than the first one seen, the task's advantage counts as 0 (its
+            rewards are then constant, so SB3's ``A_ext`` is only its value head's fitting error)
+            and the scale covers the latest ``scale_memory`` returns; from then on ``A_ext`` is
+            mixed in and the scale stops forgetting, so the bonus shrinks as its novelty runs out
+            instead of being scaled back up. The moment is logged as ``ilvm/task_spoke``.
         store_capacity: transitions kept in the module's replay (bounds its memory).
         batch_size: transitions per model update.
         updates_per_rollout: model gradient steps after each rollout.
@@ -71,8 +78,8 @@ class ExplorationConfig:
         train_every: off-policy agents (:class:`ilvm_rl.sb3.replay.ExplorationReplayBuffer`): the
             bonus model takes one gradient step on every ``train_every``-th batch the agent samples
             from its replay (the on-policy settings ``store_capacity``, ``batch_size``,
-            ``updates_per_rollout``, ``recent_fraction``, ``ext_coef`` and ``int_gae_lambda`` are
-            not read there).
+            ``updates_per_rollout``, ``recent_fraction``, ``ext_coef``, ``int_gae_lambda`` and
+            ``handover`` are not read there).
         model: the ILVM's settings (for ``rnd`` and ``icm``, only ``hidden_sizes`` is read).
     """
 
@@ -84,6 +91,7 @@ class ExplorationConfig:
     int_gamma: float = 0.99
     int_gae_lambda: float = 0.95
     scale_memory: int | None = 10_000
+    handover: bool = False
     store_capacity: int = 100_000
     batch_size: int = 256
     updates_per_rollout: int = 4
@@ -191,6 +199,9 @@ class Explorer:
         self.int_episode_returns = np.zeros(n_envs, dtype=np.float64)
         self.value_targets: tuple[np.ndarray, np.ndarray] | None = None
         self.counters = {"skipped_updates": 0, "nonfinite_rewards": 0}
+        # handover: whether the task has said anything yet, and the reward it pays while it has not
+        self.task_spoke = False
+        self.first_task_reward: float | None = None
 
     @contextmanager
     def own_torch_rng(self) -> Iterator[None]:
@@ -227,6 +238,28 @@ class Explorer:
         know of), actions as the agent produced them, terminated and truncated ``(n_envs,)``."""
         self.replay.add(self.codec.batch(obs, actions, next_obs, terminated, truncated))
         self.steps_since_rollout += 1
+
+    def observe_task(self, rewards: np.ndarray, terminated: np.ndarray) -> None:
+        """Record the task's side of one step of every environment, for ``handover``: its rewards
+        ``(n_envs,)`` as the environments paid them (not normalised) and ``terminated`` ``(n_envs,)``."""
+        if self.task_spoke:
+            return
+        rewards = np.asarray(rewards, dtype=np.float64).reshape(-1)
+        if self.first_task_reward is None:
+            self.first_task_reward = float(rewards[0])
+        if np.any(terminated) or np.any(rewards != self.first_task_reward):
+            self.hand_over()
+
+    def hand_over(self) -> None:
+        """The task has said something: its advantage counts from now on, and the scale stops forgetting."""
+        self.task_spoke = True
+        if self.config.handover:
+            self.scaler.stats.stop_forgetting()
+
+    @property
+    def ext_coef(self) -> float:
+        """The weight of the task's advantage now: ``ext_coef``, or 0 while ``handover`` waits for the task."""
+        return self.config.ext_coef if self.task_spoke or not self.config.handover else 0.0
 
     def discard_partial_rollout(self) -> None:
         """Forget the count of steps of a rollout that ended early (a callback stopped training):
@@ -273,6 +306,8 @@ class Explorer:
             "int_return_std": float(self.scaler.stats.std),
             "score_time_ms": 1000 * (time.perf_counter() - start),
         }
+        if self.config.handover:
+            metrics["task_spoke"] = float(self.task_spoke)
         finished = self._int_returns_of_finished_episodes(rewards, rollout)
         if finished:
             metrics["int_return_mean"] = float(np.mean(finished))

@@ -65,10 +65,10 @@ def step_transitions(callback: BaseCallback) -> dict[str, Any]:
     return transition(obs, locals_["actions"], locals_["new_obs"], locals_["dones"], locals_["infos"])
 
 
-class OriginalObservations:
-    """The observations of each step as the environments returned them, read from an on-policy
-    algorithm's callback locals: under ``VecNormalize`` the policy sees normalised observations, and
-    the exploration module must not (its models keep statistics of their own).
+class OriginalSteps:
+    """Each step as the environments returned it, read from an on-policy algorithm's callback
+    locals: under ``VecNormalize`` the policy sees normalised observations and rewards, and the
+    exploration module must not (its models keep statistics of their own).
 
     Args:
         model: the algorithm; its ``VecNormalize`` wrapper, if any, is looked up once per rollout.
@@ -101,6 +101,10 @@ class OriginalObservations:
         step = transition(self.last, callback_locals["actions"], new_obs, dones, infos)
         self.last = new_obs
         return step
+
+    def rewards(self, callback_locals: dict[str, Any]) -> np.ndarray:
+        """The task's rewards ``(n_envs,)`` of the step the algorithm has just taken, as paid."""
+        return self.normalizer.get_original_reward() if self.normalizer is not None else callback_locals["rewards"]
 
 
 class ExplorationCallback(BaseCallback):
@@ -165,19 +169,22 @@ class ExplorationCallback(BaseCallback):
                 f"exploration store_capacity={self.config.store_capacity} is smaller than one rollout "
                 f"(n_steps × n_envs = {self.model.n_steps * env.num_envs})"
             )
-        self.observations = OriginalObservations(self.model)
+        self.steps = OriginalSteps(self.model)
 
     def _on_rollout_start(self) -> None:
         assert self.explorer is not None
         self.ext_returns: list[float] = []
         self.explorer.discard_partial_rollout()  # a rollout that another callback stopped never ended
-        self.observations.start_rollout()
+        self.steps.start_rollout()
 
     def _on_step(self) -> bool:
         assert self.explorer is not None
         infos = self.locals["infos"]
         self.ext_returns.extend(float(info["episode"]["r"]) for info in infos if "episode" in info)
-        self.explorer.observe(**self.observations.step(self.locals))
+        step = self.steps.step(self.locals)
+        self.explorer.observe(**step)
+        if self.config.handover:
+            self.explorer.observe_task(self.steps.rewards(self.locals), step["terminated"])
         return True
 
     def _on_rollout_end(self) -> None:
@@ -185,13 +192,14 @@ class ExplorationCallback(BaseCallback):
         buffer: RolloutBuffer = self.locals["rollout_buffer"]
         # SB3 updates its own progress only after the rollout; β follows the steps taken so far
         progress = self.num_timesteps / self.model._total_timesteps
-        assert self.observations.last is not None
-        int_advantages, metrics = self.explorer.rollout_advantages(progress, self.observations.last)
+        assert self.steps.last is not None
+        int_advantages, metrics = self.explorer.rollout_advantages(progress, self.steps.last)
+        ext_coef = self.explorer.ext_coef
         metrics["ext_advantage_std"] = float(buffer.advantages.std())
         metrics["int_advantage_share"] = intrinsic_share(
-            self.config.ext_coef * metrics["ext_advantage_std"], float(int_advantages.std())
+            ext_coef * metrics["ext_advantage_std"], float(int_advantages.std())
         )
-        mix_advantages(buffer, self.config.ext_coef, int_advantages)
+        mix_advantages(buffer, ext_coef, int_advantages)
         metrics.update(self.explorer.update(recent=int_advantages.size))
         if self.ext_returns:  # beside int_return_mean, from the same rollout
             metrics["ext_return_mean"] = float(np.mean(self.ext_returns))
