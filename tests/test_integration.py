@@ -349,3 +349,13 @@ def test_a_reward_other_than_the_first_hands_over() -> None:
     assert not explorer.task_spoke and explorer.ext_coef == 0.0
     explorer.observe_task(np.array([-1.0, 0.5]), np.array([False, False]))
     assert explorer.task_spoke and explorer.ext_coef == TINY.ext_coef
+
+
+def test_a_termination_says_nothing_where_the_task_pays_nothing() -> None:
+    """Episodes that end early change no return when every reward is 0 (a fall into lava in a task
+    that pays only at its goal)."""
+    explorer = Explorer(dataclasses.replace(TINY, handover=True), CounterEnv().observation_space, spaces.Discrete(2), 2)
+    explorer.observe_task(np.zeros(2), np.array([True, False]))
+    assert not explorer.task_spoke
+    explorer.observe_task(np.array([0.0, 1.0]), np.array([False, True]))
+    assert explorer.task_spoke

@@ -63,12 +63,13 @@ class ExplorationConfig:
             scores stop shrinking the bonus after a few rollouts); null covers all of them, as
             the original RND recipe does.
         handover: let the bonus lead alone until the task first says something, and let it fade
-            after. Until an episode ends by the task's own termination (not a time limit) or a step
-            pays a reward other than the first one seen, the task's advantage counts as 0 (its
-            rewards are then constant, so SB3's ``A_ext`` is only its value head's fitting error)
-            and the scale covers the latest ``scale_memory`` returns; from then on ``A_ext`` is
-            mixed in and the scale stops forgetting, so the bonus shrinks as its novelty runs out
-            instead of being scaled back up. The moment is logged as ``ilvm/task_spoke``.
+            after. Until a step pays a reward other than the first one seen, or an episode ends by
+            the task's own termination (not a time limit) while that reward is not 0 (so that the
+            episode's length changes its return), every return the task pays is the same, so SB3's
+            ``A_ext`` is only its value head's fitting error: it counts as 0, and the scale covers
+            the latest ``scale_memory`` returns. From then on ``A_ext`` is mixed in and the scale
+            stops forgetting, so the bonus shrinks as its novelty runs out instead of being scaled
+            back up. The moment is logged as ``ilvm/task_spoke``.
         store_capacity: transitions kept in the module's replay (bounds its memory).
         batch_size: transitions per model update.
         updates_per_rollout: model gradient steps after each rollout.
@@ -247,7 +248,7 @@ class Explorer:
         rewards = np.asarray(rewards, dtype=np.float64).reshape(-1)
         if self.first_task_reward is None:
             self.first_task_reward = float(rewards[0])
-        if np.any(terminated) or np.any(rewards != self.first_task_reward):
+        if np.any(rewards != self.first_task_reward) or (self.first_task_reward != 0 and np.any(terminated)):
             self.hand_over()
 
     def hand_over(self) -> None:
