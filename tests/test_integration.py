@@ -310,22 +310,20 @@ def silent_task_envs(norm_reward: bool) -> VecNormalize:
 
 
 @pytest.mark.parametrize("norm_reward", [False, True])
-def test_handover_leaves_the_task_out_until_it_speaks(norm_reward: bool) -> None:
+def test_until_the_task_speaks_handover_changes_nothing(norm_reward: bool) -> None:
+    """The task's rewards are read as paid: normalised ones vary even where the task's do not."""
     mixed: dict[bool, BufferSpy] = {}
     for handover in (False, True):
         model = PPO(
             "MlpPolicy", silent_task_envs(norm_reward), n_steps=4, batch_size=8, n_epochs=1, seed=0, device="cpu"
         )
         exploration = ExplorationCallback(dataclasses.replace(TINY, handover=handover), seed=0)
-        before, mixed[handover], share = BufferSpy(), BufferSpy(), TagSpy("ilvm/int_advantage_share")
-        model.learn(24, callback=CallbackList([before, exploration, mixed[handover], share]))
-        assert exploration.explorer.scaler.stats.memory == TINY.scale_memory
+        mixed[handover] = BufferSpy()
+        model.learn(24, callback=CallbackList([exploration, mixed[handover]]))
         assert not exploration.explorer.task_spoke
-        assert (share.values == [1.0, 1.0, 1.0]) == handover
-    # the first rollout is the same in both runs (the policy has not learned yet): only A_ext is left out
-    np.testing.assert_allclose(
-        mixed[True].advantages[0], mixed[False].advantages[0] - TINY.ext_coef * before.advantages[0], atol=1e-6
-    )
+        assert exploration.explorer.scaler.stats.memory == TINY.scale_memory
+    for plain, waiting in zip(mixed[False].advantages, mixed[True].advantages, strict=True):
+        np.testing.assert_array_equal(waiting, plain)
 
 
 def test_a_termination_hands_over_and_the_scale_stops_forgetting(tmp_path) -> None:
@@ -335,7 +333,7 @@ def test_a_termination_hands_over_and_the_scale_stops_forgetting(tmp_path) -> No
     model.learn(24, callback=CallbackList([exploration, spoke]))  # env 0 terminates at its second step
     explorer = exploration.explorer
     assert spoke.values == [1.0, 1.0, 1.0] and explorer.task_spoke and explorer.first_task_reward == -1.0
-    assert explorer.scaler.stats.memory is None and explorer.ext_coef == TINY.ext_coef
+    assert explorer.scaler.stats.memory is None
     exploration.save(tmp_path / "module")
     restored = ExplorationCallback.load(tmp_path / "module", model).explorer
     assert restored.task_spoke and restored.first_task_reward == -1.0 and restored.scaler.stats.memory is None
@@ -346,9 +344,9 @@ def test_a_reward_other_than_the_first_hands_over() -> None:
     explorer = Explorer(dataclasses.replace(TINY, handover=True), CounterEnv().observation_space, spaces.Discrete(2), 2)
     for rewards in ([-1.0, -1.0], [-1.0, -1.0]):
         explorer.observe_task(np.array(rewards), np.array([False, False]))
-    assert not explorer.task_spoke and explorer.ext_coef == 0.0
+    assert not explorer.task_spoke and explorer.scaler.stats.memory == TINY.scale_memory
     explorer.observe_task(np.array([-1.0, 0.5]), np.array([False, False]))
-    assert explorer.task_spoke and explorer.ext_coef == TINY.ext_coef
+    assert explorer.task_spoke and explorer.scaler.stats.memory is None
 
 
 def test_a_termination_says_nothing_where_the_task_pays_nothing() -> None:

@@ -62,14 +62,13 @@ class ExplorationConfig:
             intrinsic returns (older ones drop out, so the untrained model's first, much larger
             scores stop shrinking the bonus after a few rollouts); null covers all of them, as
             the original RND recipe does.
-        handover: let the bonus lead alone until the task first says something, and let it fade
-            after. Until a step pays a reward other than the first one seen, or an episode ends by
-            the task's own termination (not a time limit) while that reward is not 0 (so that the
-            episode's length changes its return), every return the task pays is the same, so SB3's
-            ``A_ext`` is only its value head's fitting error: it counts as 0, and the scale covers
-            the latest ``scale_memory`` returns. From then on ``A_ext`` is mixed in and the scale
-            stops forgetting, so the bonus shrinks as its novelty runs out instead of being scaled
-            back up. The moment is logged as ``ilvm/task_spoke``.
+        handover: once the task first says something, let the bonus fade as its novelty runs out.
+            The task speaks when a step pays a reward other than the first one seen, or when an
+            episode ends by the task's own termination (not a time limit) while that reward is not
+            0 (so that the episode's length changes its return). Until then the scale covers the
+            latest ``scale_memory`` returns, as without ``handover``; from then on it stops
+            forgetting, so a bonus that shrinks is no longer scaled back up and the task's
+            advantage takes the lead. The moment is logged as ``ilvm/task_spoke``.
         store_capacity: transitions kept in the module's replay (bounds its memory).
         batch_size: transitions per model update.
         updates_per_rollout: model gradient steps after each rollout.
@@ -200,7 +199,7 @@ class Explorer:
         self.int_episode_returns = np.zeros(n_envs, dtype=np.float64)
         self.value_targets: tuple[np.ndarray, np.ndarray] | None = None
         self.counters = {"skipped_updates": 0, "nonfinite_rewards": 0}
-        # handover: whether the task has said anything yet, and the reward it pays while it has not
+        # handover: whether the task has said anything yet, and the reward it paid first
         self.task_spoke = False
         self.first_task_reward: float | None = None
 
@@ -252,15 +251,9 @@ class Explorer:
             self.hand_over()
 
     def hand_over(self) -> None:
-        """The task has said something: its advantage counts from now on, and the scale stops forgetting."""
+        """The task has said something: from now on the scale stops forgetting."""
         self.task_spoke = True
-        if self.config.handover:
-            self.scaler.stats.stop_forgetting()
-
-    @property
-    def ext_coef(self) -> float:
-        """The weight of the task's advantage now: ``ext_coef``, or 0 while ``handover`` waits for the task."""
-        return self.config.ext_coef if self.task_spoke or not self.config.handover else 0.0
+        self.scaler.stats.stop_forgetting()
 
     def discard_partial_rollout(self) -> None:
         """Forget the count of steps of a rollout that ended early (a callback stopped training):

@@ -194,12 +194,11 @@ class ExplorationCallback(BaseCallback):
         progress = self.num_timesteps / self.model._total_timesteps
         assert self.steps.last is not None
         int_advantages, metrics = self.explorer.rollout_advantages(progress, self.steps.last)
-        ext_coef = self.explorer.ext_coef
         metrics["ext_advantage_std"] = float(buffer.advantages.std())
         metrics["int_advantage_share"] = intrinsic_share(
-            ext_coef * metrics["ext_advantage_std"], float(int_advantages.std())
+            self.config.ext_coef * metrics["ext_advantage_std"], float(int_advantages.std())
         )
-        mix_advantages(buffer, ext_coef, int_advantages)
+        mix_advantages(buffer, self.config.ext_coef, int_advantages)
         metrics.update(self.explorer.update(recent=int_advantages.size))
         if self.ext_returns:  # beside int_return_mean, from the same rollout
             metrics["ext_return_mean"] = float(np.mean(self.ext_returns))
