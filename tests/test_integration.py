@@ -326,34 +326,52 @@ def test_until_the_task_speaks_handover_changes_nothing(norm_reward: bool) -> No
         np.testing.assert_array_equal(waiting, plain)
 
 
-def test_a_termination_hands_over_and_the_scale_stops_forgetting(tmp_path) -> None:
+def test_terminations_hand_over_once_they_fill_the_share_and_the_scale_stops_forgetting(tmp_path) -> None:
+    """Env 0 terminates every 2 steps paying -1 (the task speaks), env 1 is cut by a time limit
+    every 3 (it does not): 60% of episodes speak, and the 100th finished episode comes at step 120."""
     model = PPO("MlpPolicy", two_stream_envs(), n_steps=4, batch_size=8, n_epochs=1, seed=0, device="cpu")
     exploration = ExplorationCallback(dataclasses.replace(TINY, handover=True), seed=0)
-    spoke = TagSpy("ilvm/task_spoke")
-    model.learn(24, callback=CallbackList([exploration, spoke]))  # env 0 terminates at its second step
+    spoke, share = TagSpy("ilvm/task_spoke"), TagSpy("ilvm/task_speaking_share")
+    model.learn(8 * 40, callback=CallbackList([exploration, spoke, share]))  # 40 rollouts of 4 steps
     explorer = exploration.explorer
-    assert spoke.values == [1.0, 1.0, 1.0] and explorer.task_spoke and explorer.first_task_reward == -1.0
-    assert explorer.scaler.stats.memory is None
+    assert spoke.values == [0.0] * 29 + [1.0] * 11  # rollout 30 ends at step 120
+    assert share.values[0] == pytest.approx(2 / 3) and share.values[-1] == pytest.approx(0.6)  # frozen at step 120
+    assert explorer.task_spoke and explorer.first_task_reward == -1.0 and explorer.scaler.stats.memory is None
     exploration.save(tmp_path / "module")
     restored = ExplorationCallback.load(tmp_path / "module", model).explorer
     assert restored.task_spoke and restored.first_task_reward == -1.0 and restored.scaler.stats.memory is None
+    assert restored.finished_episodes_spoke == explorer.finished_episodes_spoke
     np.testing.assert_array_equal(restored.scaler.stats.std, explorer.scaler.stats.std)
 
 
-def test_a_reward_other_than_the_first_hands_over() -> None:
+def play_episodes(explorer: Explorer, paid: list[float]) -> None:
+    """One-step episodes on env 0, each paying ``paid[i]`` and cut by a time limit; env 1's one
+    episode pays the first reward, -1, and never ends."""
+    for reward in paid:
+        explorer.observe_task(np.array([reward, -1.0]), np.array([False, False]), np.array([True, False]))
+
+
+def test_the_handover_waits_for_a_full_window_of_episodes_at_the_share() -> None:
     explorer = Explorer(dataclasses.replace(TINY, handover=True), CounterEnv().observation_space, spaces.Discrete(2), 2)
-    for rewards in ([-1.0, -1.0], [-1.0, -1.0]):
-        explorer.observe_task(np.array(rewards), np.array([False, False]))
-    assert not explorer.task_spoke and explorer.scaler.stats.memory == TINY.scale_memory
-    explorer.observe_task(np.array([-1.0, 0.5]), np.array([False, False]))
+    play_episodes(explorer, [-1.0] + [0.5] * 10 + [-1.0] * 88)  # 99 episodes, 10 of them paid something else
+    assert not explorer.task_spoke and explorer.task_speaking_share == pytest.approx(10 / 99)
+    assert explorer.scaler.stats.memory == TINY.scale_memory
+    play_episodes(explorer, [-1.0])
     assert explorer.task_spoke and explorer.scaler.stats.memory is None
+
+
+def test_a_goal_reached_by_chance_in_a_few_episodes_does_not_hand_over() -> None:
+    explorer = Explorer(dataclasses.replace(TINY, handover=True), CounterEnv().observation_space, spaces.Discrete(2), 2)
+    play_episodes(explorer, [-1.0] + [0.5] * 9 + [-1.0] * 190)  # at most 9 of any 100 latest episodes
+    assert not explorer.task_spoke and explorer.task_speaking_share == 0.0
+    assert explorer.scaler.stats.memory == TINY.scale_memory
 
 
 def test_a_termination_says_nothing_where_the_task_pays_nothing() -> None:
     """Episodes that end early change no return when every reward is 0 (a fall into lava in a task
     that pays only at its goal)."""
     explorer = Explorer(dataclasses.replace(TINY, handover=True), CounterEnv().observation_space, spaces.Discrete(2), 2)
-    explorer.observe_task(np.zeros(2), np.array([True, False]))
-    assert not explorer.task_spoke
-    explorer.observe_task(np.array([0.0, 1.0]), np.array([False, True]))
-    assert explorer.task_spoke
+    no_end = np.array([False, False])
+    explorer.observe_task(np.zeros(2), np.array([True, False]), no_end)
+    explorer.observe_task(np.array([0.0, 1.0]), np.array([False, True]), no_end)
+    assert list(explorer.finished_episodes_spoke) == [False, True]

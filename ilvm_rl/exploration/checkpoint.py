@@ -82,6 +82,8 @@ def save_explorer(explorer: Explorer, folder: str | Path, steps: int | None = No
         "counters": explorer.counters,
         "task_spoke": explorer.task_spoke,
         "first_task_reward": explorer.first_task_reward,
+        "episode_spoke": explorer.episode_spoke.tolist(),
+        "finished_episodes_spoke": list(explorer.finished_episodes_spoke),
         "rng_state": explorer.rng.bit_generator.state,
         "steps": steps,
     }
@@ -132,6 +134,9 @@ def _restore(explorer: Explorer, tensors: dict[str, torch.Tensor], settings: dic
     explorer.torch_rng_state = tensors["torch_rng_state"].clone()
     explorer.counters.update(settings.get("counters", {}))
     explorer.first_task_reward = settings.get("first_task_reward")
+    explorer.finished_episodes_spoke.extend(settings.get("finished_episodes_spoke", []))
+    if explorer.n_envs == settings["n_envs"]:
+        explorer.episode_spoke[:] = settings.get("episode_spoke", False)
     if settings.get("task_spoke", False):  # after the scale's state, whose memory this ends
         explorer.hand_over()
     explorer.rng.bit_generator.state = settings["rng_state"]

@@ -7,6 +7,7 @@ the bonus of each rollout.
 from __future__ import annotations
 
 import time
+from collections import deque
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -35,6 +36,9 @@ BONUSES: dict[str, type[BonusConfig]] = {
 }
 """The bonuses by the name a settings file gives them (``exploration: {bonus: rnd}``)."""
 
+HANDOVER_EPISODES = 100
+"""``handover`` reads the task's share of speaking episodes over this many latest finished episodes."""
+
 
 @dataclass(frozen=True)
 class ExplorationConfig:
@@ -62,13 +66,17 @@ class ExplorationConfig:
             intrinsic returns (older ones drop out, so the untrained model's first, much larger
             scores stop shrinking the bonus after a few rollouts); null covers all of them, as
             the original RND recipe does.
-        handover: once the task first says something, let the bonus fade as its novelty runs out.
-            The task speaks when a step pays a reward other than the first one seen, or when an
-            episode ends by the task's own termination (not a time limit) while that reward is not
-            0 (so that the episode's length changes its return). Until then the scale covers the
-            latest ``scale_memory`` returns, as without ``handover``; from then on it stops
-            forgetting, so a bonus that shrinks is no longer scaled back up and the task's
-            advantage takes the lead. The moment is logged as ``ilvm/task_spoke``.
+        handover: once the task speaks in enough episodes, let the bonus fade as its novelty runs
+            out. The task speaks in an episode when one of its steps pays a reward other than the
+            first one seen, or when the episode ends by the task's own termination (not a time
+            limit) while that reward is not 0 (so that the episode's length changes its return).
+            Until then the scale covers the latest ``scale_memory`` returns, as without
+            ``handover``; from then on it stops forgetting, so a bonus that shrinks is no longer
+            scaled back up and the task's advantage takes the lead. The moment is logged as
+            ``ilvm/task_spoke``.
+        handover_share: the handover comes once the task spoke in at least this share of the
+            latest 100 finished episodes (a goal reached once by chance is not yet a task the
+            agent can learn from).
         store_capacity: transitions kept in the module's replay (bounds its memory).
         batch_size: transitions per model update.
         updates_per_rollout: model gradient steps after each rollout.
@@ -92,6 +100,7 @@ class ExplorationConfig:
     int_gae_lambda: float = 0.95
     scale_memory: int | None = 10_000
     handover: bool = False
+    handover_share: float = 0.1
     store_capacity: int = 100_000
     batch_size: int = 256
     updates_per_rollout: int = 4
@@ -123,6 +132,8 @@ class ExplorationConfig:
             raise ValueError(f"updates_per_rollout must be >= 0, got {self.updates_per_rollout}")
         if self.learning_rate <= 0:
             raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
+        if not 0.0 < self.handover_share <= 1.0:
+            raise ValueError(f"handover_share must lie in (0, 1], got {self.handover_share}")
         if self.scale_memory is not None and self.scale_memory < 1:
             raise ValueError(f"scale_memory must be >= 1 or null, got {self.scale_memory}")
         if isinstance(self.bonus, ILVMScoreConfig):
@@ -199,9 +210,12 @@ class Explorer:
         self.int_episode_returns = np.zeros(n_envs, dtype=np.float64)
         self.value_targets: tuple[np.ndarray, np.ndarray] | None = None
         self.counters = {"skipped_updates": 0, "nonfinite_rewards": 0}
-        # handover: whether the task has said anything yet, and the reward it paid first
-        self.task_spoke = False
+        # handover: the reward the task paid first, whether it spoke in each env's current episode
+        # and in each of the latest finished ones, and whether the handover came
         self.first_task_reward: float | None = None
+        self.episode_spoke = np.zeros(n_envs, dtype=bool)
+        self.finished_episodes_spoke: deque[bool] = deque(maxlen=HANDOVER_EPISODES)
+        self.task_spoke = False
 
     @contextmanager
     def own_torch_rng(self) -> Iterator[None]:
@@ -239,16 +253,29 @@ class Explorer:
         self.replay.add(self.codec.batch(obs, actions, next_obs, terminated, truncated))
         self.steps_since_rollout += 1
 
-    def observe_task(self, rewards: np.ndarray, terminated: np.ndarray) -> None:
+    def observe_task(self, rewards: np.ndarray, terminated: np.ndarray, truncated: np.ndarray) -> None:
         """Record the task's side of one step of every environment, for ``handover``: its rewards
-        ``(n_envs,)`` as the environments paid them (not normalised) and ``terminated`` ``(n_envs,)``."""
+        ``(n_envs,)`` as the environments paid them (not normalised), ``terminated`` and
+        ``truncated`` ``(n_envs,)``."""
         if self.task_spoke:
             return
         rewards = np.asarray(rewards, dtype=np.float64).reshape(-1)
         if self.first_task_reward is None:
             self.first_task_reward = float(rewards[0])
-        if np.any(rewards != self.first_task_reward) or (self.first_task_reward != 0 and np.any(terminated)):
+        self.episode_spoke |= (rewards != self.first_task_reward) | (np.asarray(terminated) & (self.first_task_reward != 0))
+        ended = np.asarray(terminated) | np.asarray(truncated)
+        self.finished_episodes_spoke.extend(self.episode_spoke[ended].tolist())
+        self.episode_spoke[ended] = False
+        if (
+            len(self.finished_episodes_spoke) == HANDOVER_EPISODES
+            and self.task_speaking_share >= self.config.handover_share
+        ):
             self.hand_over()
+
+    @property
+    def task_speaking_share(self) -> float:
+        """Share of the latest finished episodes (at most 100) in which the task spoke (0 before any)."""
+        return float(np.mean(self.finished_episodes_spoke)) if self.finished_episodes_spoke else 0.0
 
     def hand_over(self) -> None:
         """The task has said something: from now on the scale stops forgetting."""
@@ -302,6 +329,7 @@ class Explorer:
         }
         if self.config.handover:
             metrics["task_spoke"] = float(self.task_spoke)
+            metrics["task_speaking_share"] = self.task_speaking_share
         finished = self._int_returns_of_finished_episodes(rewards, rollout)
         if finished:
             metrics["int_return_mean"] = float(np.mean(finished))

@@ -184,7 +184,7 @@ class ExplorationCallback(BaseCallback):
         step = self.steps.step(self.locals)
         self.explorer.observe(**step)
         if self.config.handover:
-            self.explorer.observe_task(self.steps.rewards(self.locals), step["terminated"])
+            self.explorer.observe_task(self.steps.rewards(self.locals), step["terminated"], step["truncated"])
         return True
 
     def _on_rollout_end(self) -> None:
