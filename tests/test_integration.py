@@ -344,6 +344,21 @@ def test_terminations_hand_over_once_they_fill_the_share_and_the_scale_stops_for
     np.testing.assert_array_equal(restored.scaler.stats.std, explorer.scaler.stats.std)
 
 
+def test_a_checkpoint_before_the_handover_keeps_the_episodes_heard_so_far(tmp_path) -> None:
+    model = PPO("MlpPolicy", two_stream_envs(), n_steps=4, batch_size=8, n_epochs=1, seed=0, device="cpu")
+    exploration = ExplorationCallback(dataclasses.replace(TINY, handover=True), seed=0)
+    model.learn(8 * 5, callback=exploration)  # 20 steps: 10 episodes of env 0, 6 of env 1
+    explorer = exploration.explorer
+    assert not explorer.task_spoke and list(explorer.finished_episodes_spoke).count(True) == 10
+    assert len(explorer.finished_episodes_spoke) == 16
+    explorer.episode_spoke[1] = True  # as if env 1's unfinished episode had paid something else
+    exploration.save(tmp_path / "module")
+    restored = ExplorationCallback.load(tmp_path / "module", model).explorer
+    assert not restored.task_spoke and restored.scaler.stats.memory == TINY.scale_memory
+    assert restored.finished_episodes_spoke == explorer.finished_episodes_spoke
+    np.testing.assert_array_equal(restored.episode_spoke, explorer.episode_spoke)
+
+
 def play_episodes(explorer: Explorer, paid: list[float]) -> None:
     """One-step episodes on env 0, each paying ``paid[i]`` and cut by a time limit; env 1's one
     episode pays the first reward, -1, and never ends."""
