@@ -262,8 +262,9 @@ class Explorer:
         rewards = np.asarray(rewards, dtype=np.float64).reshape(-1)
         if self.first_task_reward is None:
             self.first_task_reward = float(rewards[0])
-        self.episode_spoke |= (rewards != self.first_task_reward) | (np.asarray(terminated) & (self.first_task_reward != 0))
-        ended = np.asarray(terminated) | np.asarray(truncated)
+        terminated = np.asarray(terminated)
+        self.episode_spoke |= (rewards != self.first_task_reward) | (terminated & (self.first_task_reward != 0))
+        ended = terminated | np.asarray(truncated)
         self.finished_episodes_spoke.extend(self.episode_spoke[ended].tolist())
         self.episode_spoke[ended] = False
         if (
