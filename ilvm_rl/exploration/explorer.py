@@ -279,7 +279,7 @@ class Explorer:
         return float(np.mean(self.finished_episodes_spoke)) if self.finished_episodes_spoke else 0.0
 
     def hand_over(self) -> None:
-        """The task has said something: from now on the scale stops forgetting."""
+        """The task has spoken in enough episodes: from now on the scale stops forgetting."""
         self.task_spoke = True
         self.scaler.stats.stop_forgetting()
 
