@@ -265,6 +265,8 @@ class Explorer:
         terminated = np.asarray(terminated)
         self.episode_spoke |= (rewards != self.first_task_reward) | (terminated & (self.first_task_reward != 0))
         ended = terminated | np.asarray(truncated)
+        if not ended.any():  # the share moves only when an episode ends
+            return
         self.finished_episodes_spoke.extend(self.episode_spoke[ended].tolist())
         self.episode_spoke[ended] = False
         if (
