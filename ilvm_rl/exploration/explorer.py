@@ -73,7 +73,7 @@ class ExplorationConfig:
             Until then the scale covers the latest ``scale_memory`` returns, as without
             ``handover``; from then on it stops forgetting, so a bonus that shrinks is no longer
             scaled back up and the task's advantage takes the lead. The moment is logged as
-            ``ilvm/task_spoke``.
+            ``ilvm/task_spoke``. The ``ppo_ilvm`` and ``ppo_icm`` recipes set it.
         handover_share: the handover comes once the task spoke in at least this share of the
             latest 100 finished episodes (a goal reached once by chance is not yet a task the
             agent can learn from).
