@@ -29,7 +29,7 @@ from ilvm_rl.bench.world_model import run_benchmark as run_world_model_benchmark
 from ilvm_rl.checkpoint import CheckpointError
 from ilvm_rl.config import ConfigError, checked_seed, load_yaml, make_folder
 from ilvm_rl.data.spaces import UnsupportedSpaceError
-from ilvm_rl.recipes import check_env_id, file_stem, load_recipe, recipe_names
+from ilvm_rl.recipes import check_env_id, file_stem, load_recipe, recipe_names, recipe_summary
 from ilvm_rl.representation.pretrain import pretrain
 from ilvm_rl.run import (
     MODEL_FILE,
@@ -235,7 +235,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="the results go to RUNS_DIR/world_model/<env>__<seed>__<time>/",
     )
 
-    commands.add_parser("recipes", help="list the shipped agent recipes")
+    commands.add_parser("recipes", help="list the shipped agent recipes, each with what it is")
     return parser
 
 
@@ -248,7 +248,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     command = shlex.join(["ilvm-rl", *argv])
     try:
         if args.command == "recipes":
-            print("\n".join(recipe_names()))
+            names = recipe_names()
+            width = max(map(len, names))
+            print("\n".join(f"{name:<{width}}  {recipe_summary(name)}" for name in names))
         elif args.command == "train" and args.resume is not None:
             given = [flag for flag in ("agent", "env", "seed", "steps") if getattr(args, flag) is not None]
             if given or args.overrides:

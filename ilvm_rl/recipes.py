@@ -18,6 +18,8 @@ from __future__ import annotations
 import difflib
 import importlib
 import inspect
+import itertools
+import re
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -185,6 +187,15 @@ class Recipe:
 def recipe_names() -> list[str]:
     """Names of the recipes shipped in ``agents/``."""
     return shipped_names(resources.files("ilvm_rl.agents"))
+
+
+def recipe_summary(agent: str) -> str:
+    """What a recipe is, from the opening sentence of its file's leading comment, up to the first
+    colon, semicolon or full stop (``PPO with the ILVM exploration bonus``); empty without one."""
+    lines = recipe_path(agent).read_text().splitlines()
+    leading = itertools.takewhile(lambda line: line.startswith("#"), lines)
+    comment = " ".join(line.lstrip("#").strip() for line in leading)
+    return re.split(r"[:;.](?:\s|$)", comment, maxsplit=1)[0].strip()
 
 
 def recipe_path(agent: str) -> Path:

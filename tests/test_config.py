@@ -7,7 +7,7 @@ import pytest
 from gymnasium import spaces
 
 from ilvm_rl import ExplorationConfig, Explorer
-from ilvm_rl.cli import parse_overrides
+from ilvm_rl.cli import main, parse_overrides
 from ilvm_rl.config import ConfigError, from_dict, to_dict
 from ilvm_rl.data.spaces import UnsupportedSpaceError
 from ilvm_rl.exploration import DisagreementConfig, ICMConfig, ILVMScoreConfig, RNDConfig
@@ -28,6 +28,15 @@ def test_shipped_recipes_resolve_with_the_same_ppo_settings() -> None:
     assert isinstance(resolved["ppo_rnd"].exploration.bonus, RNDConfig)
     assert resolved["ppo_ilvm"].exploration.bonus == DisagreementConfig(samples=16, target="next_obs")
     assert len({(r.algo_kwargs.__repr__(), r.n_envs, r.normalize_obs) for r in resolved.values()}) == 1
+
+
+def test_the_recipes_command_says_what_each_shipped_recipe_is(capsys) -> None:
+    main(["recipes"])
+    lines = dict(line.split(maxsplit=1) for line in capsys.readouterr().out.splitlines())
+    assert sorted(lines) == recipe_names()
+    assert lines["ppo"] == "PPO without an exploration bonus"
+    assert lines["ppo_ilvm"] == "PPO with the ILVM exploration bonus"
+    assert lines["ppo_ilvm_repr_frozen"] == "ppo_ilvm_repr with the pretrained state model frozen"
 
 
 def test_unknown_key_names_the_file_section_and_key(tmp_path: Path) -> None:
