@@ -27,6 +27,9 @@ def test_shipped_recipes_resolve_with_the_same_ppo_settings() -> None:
     assert resolved["ppo"].exploration is None
     assert isinstance(resolved["ppo_rnd"].exploration.bonus, RNDConfig)
     assert resolved["ppo_ilvm"].exploration.bonus == DisagreementConfig(samples=16, target="next_obs")
+    # each bonus agent hands over or not as its trials chose (docs: design, reward streams)
+    assert resolved["ppo_ilvm"].exploration.handover and not resolved["ppo_rnd"].exploration.handover
+    assert load_recipe("ppo_icm", "MountainCar-v0")[0].exploration.handover
     assert len({(r.algo_kwargs.__repr__(), r.n_envs, r.normalize_obs) for r in resolved.values()}) == 1
 
 
