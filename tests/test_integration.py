@@ -1,6 +1,7 @@
 """The intrinsic stream reaches SB3's advantages as designed, and the task's stream stays SB3's own."""
 
 import dataclasses
+import json
 
 import numpy as np
 import pytest
@@ -328,18 +329,21 @@ def test_until_the_task_speaks_handover_changes_nothing(norm_reward: bool) -> No
 
 def test_terminations_hand_over_once_they_fill_the_share_and_the_scale_stops_forgetting(tmp_path) -> None:
     """Env 0 terminates every 2 steps paying -1 (the task speaks), env 1 is cut by a time limit
-    every 3 (it does not): 60% of episodes speak, and the 100th finished episode comes at step 120."""
+    every 3 (it does not); the first rollout's 3 episodes are the reference and say nothing, so 58
+    of the 100 episodes finished at step 120 speak."""
     model = PPO("MlpPolicy", two_stream_envs(), n_steps=4, batch_size=8, n_epochs=1, seed=0, device="cpu")
     exploration = ExplorationCallback(dataclasses.replace(TINY, handover=True), seed=0)
     spoke, share = TagSpy("ilvm/task_spoke"), TagSpy("ilvm/task_speaking_share")
     model.learn(8 * 40, callback=CallbackList([exploration, spoke, share]))  # 40 rollouts of 4 steps
     explorer = exploration.explorer
     assert spoke.values == [0.0] * 29 + [1.0] * 11  # rollout 30 ends at step 120
-    assert share.values[0] == pytest.approx(2 / 3) and share.values[-1] == pytest.approx(0.6)  # frozen at step 120
-    assert explorer.task_spoke and explorer.first_task_reward == -1.0 and explorer.scaler.stats.memory is None
+    assert share.values[0] == 0.0 and share.values[-1] == pytest.approx(0.58)  # frozen at step 120
+    assert explorer.task_spoke and explorer.task_reward_fences == (-1.0, -1.0)
+    assert explorer.scaler.stats.memory is None
     exploration.save(tmp_path / "module")
     restored = ExplorationCallback.load(tmp_path / "module", model).explorer
-    assert restored.task_spoke and restored.first_task_reward == -1.0 and restored.scaler.stats.memory is None
+    assert restored.task_spoke and restored.task_reward_fences == (-1.0, -1.0)
+    assert restored.scaler.stats.memory is None
     assert restored.finished_episodes_spoke == explorer.finished_episodes_spoke
     np.testing.assert_array_equal(restored.scaler.stats.std, explorer.scaler.stats.std)
 
@@ -347,28 +351,50 @@ def test_terminations_hand_over_once_they_fill_the_share_and_the_scale_stops_for
 def test_a_checkpoint_before_the_handover_keeps_the_episodes_heard_so_far(tmp_path) -> None:
     model = PPO("MlpPolicy", two_stream_envs(), n_steps=4, batch_size=8, n_epochs=1, seed=0, device="cpu")
     exploration = ExplorationCallback(dataclasses.replace(TINY, handover=True), seed=0)
-    model.learn(8 * 5, callback=exploration)  # 20 steps: 10 episodes of env 0, 6 of env 1
+    model.learn(8 * 5, callback=exploration)  # 20 steps: 10 episodes of env 0 (2 in the reference), 6 of env 1
     explorer = exploration.explorer
-    assert not explorer.task_spoke and list(explorer.finished_episodes_spoke).count(True) == 10
+    assert not explorer.task_spoke and list(explorer.finished_episodes_spoke).count(True) == 8
     assert len(explorer.finished_episodes_spoke) == 16
     explorer.episode_spoke[1] = True  # as if env 1's unfinished episode had paid something else
     exploration.save(tmp_path / "module")
     restored = ExplorationCallback.load(tmp_path / "module", model).explorer
     assert not restored.task_spoke and restored.scaler.stats.memory == TINY.scale_memory
+    assert restored.task_reward_fences == explorer.task_reward_fences == (-1.0, -1.0)
     assert restored.finished_episodes_spoke == explorer.finished_episodes_spoke
     np.testing.assert_array_equal(restored.episode_spoke, explorer.episode_spoke)
 
 
+def test_a_checkpoint_from_before_the_fences_holds_its_first_reward_as_both(tmp_path) -> None:
+    model = PPO("MlpPolicy", two_stream_envs(), n_steps=4, batch_size=8, n_epochs=1, seed=0, device="cpu")
+    exploration = ExplorationCallback(dataclasses.replace(TINY, handover=True), seed=0)
+    model.learn(8, callback=exploration)
+    folder = exploration.save(tmp_path / "module")
+    settings = json.loads((folder / "settings.json").read_text())
+    del settings["task_reward_fences"], settings["reference_task_rewards"]
+    (folder / "settings.json").write_text(json.dumps({**settings, "first_task_reward": -1.0}))
+    assert ExplorationCallback.load(folder, model).explorer.task_reward_fences == (-1.0, -1.0)
+
+
+def listening_explorer(reference: list[float]) -> Explorer:
+    """A module with ``handover`` whose first rollout paid ``reference`` (both envs, no episode ended)."""
+    explorer = Explorer(dataclasses.replace(TINY, handover=True), CounterEnv().observation_space, spaces.Discrete(2), 2)
+    no_end = np.array([False, False])
+    for reward in reference:
+        explorer.observe_task(np.array([reward, reward]), no_end, no_end)
+    explorer.close_task_reference()
+    return explorer
+
+
 def play_episodes(explorer: Explorer, paid: list[float]) -> None:
     """One-step episodes on env 0, each paying ``paid[i]`` and cut by a time limit; env 1's one
-    episode pays the first reward, -1, and never ends."""
+    episode pays -1 and never ends."""
     for reward in paid:
         explorer.observe_task(np.array([reward, -1.0]), np.array([False, False]), np.array([True, False]))
 
 
 def test_the_handover_waits_for_a_full_window_of_episodes_at_the_share() -> None:
-    explorer = Explorer(dataclasses.replace(TINY, handover=True), CounterEnv().observation_space, spaces.Discrete(2), 2)
-    play_episodes(explorer, [-1.0] + [0.5] * 10 + [-1.0] * 88)  # 99 episodes, 10 of them paid something else
+    explorer = listening_explorer([-1.0])
+    play_episodes(explorer, [0.5] * 10 + [-1.0] * 89)  # 99 episodes, 10 of them paid something else
     assert not explorer.task_spoke and explorer.task_speaking_share == pytest.approx(10 / 99)
     assert explorer.scaler.stats.memory == TINY.scale_memory
     play_episodes(explorer, [-1.0])
@@ -376,8 +402,8 @@ def test_the_handover_waits_for_a_full_window_of_episodes_at_the_share() -> None
 
 
 def test_a_goal_reached_by_chance_in_a_few_episodes_does_not_hand_over() -> None:
-    explorer = Explorer(dataclasses.replace(TINY, handover=True), CounterEnv().observation_space, spaces.Discrete(2), 2)
-    play_episodes(explorer, [-1.0] + [0.5] * 9 + [-1.0] * 190)  # at most 9 of any 100 latest episodes
+    explorer = listening_explorer([-1.0])
+    play_episodes(explorer, [0.5] * 9 + [-1.0] * 191)  # at most 9 of any 100 latest episodes
     assert not explorer.task_spoke and explorer.task_speaking_share == 0.0
     assert explorer.scaler.stats.memory == TINY.scale_memory
 
@@ -385,8 +411,33 @@ def test_a_goal_reached_by_chance_in_a_few_episodes_does_not_hand_over() -> None
 def test_a_termination_says_nothing_where_the_task_pays_nothing() -> None:
     """Episodes that end early change no return when every reward is 0 (a fall into lava in a task
     that pays only at its goal)."""
-    explorer = Explorer(dataclasses.replace(TINY, handover=True), CounterEnv().observation_space, spaces.Discrete(2), 2)
+    explorer = listening_explorer([0.0])
     no_end = np.array([False, False])
     explorer.observe_task(np.zeros(2), np.array([True, False]), no_end)
     explorer.observe_task(np.array([0.0, 1.0]), np.array([False, True]), no_end)
     assert list(explorer.finished_episodes_spoke) == [False, True]
+
+
+def test_an_action_cost_that_varies_says_nothing_and_the_goal_beyond_it_speaks() -> None:
+    """MountainCarContinuous-v0 pays -0.1·a² a step and 100 at the flag, which ends the episode."""
+    explorer = listening_explorer([-0.1 * a**2 for a in np.linspace(-1.0, 1.0, 64)])
+    play_episodes(explorer, [-1e-9, -0.1, 0.0])  # a policy that learned to stand still, or pushes hard
+    assert list(explorer.finished_episodes_spoke) == [False, False, False]
+    play_episodes(explorer, [100.0])
+    explorer.observe_task(np.array([-0.05, -0.05]), np.array([True, False]), np.array([False, False]))
+    assert list(explorer.finished_episodes_spoke)[-2:] == [True, True]  # the flag; an end the task chose
+
+
+def test_a_goal_reached_by_chance_in_the_first_rollout_does_not_move_the_fences() -> None:
+    explorer = listening_explorer([0.0] * 30 + [1.0])
+    assert explorer.task_reward_fences == (0.0, 0.0)
+    play_episodes(explorer, [0.0, 1.0])
+    assert list(explorer.finished_episodes_spoke) == [False, True]
+
+
+def test_episodes_that_end_in_the_first_rollout_say_nothing() -> None:
+    explorer = Explorer(dataclasses.replace(TINY, handover=True), CounterEnv().observation_space, spaces.Discrete(2), 2)
+    explorer.observe_task(np.array([-1.0, 1.0]), np.array([True, True]), np.array([False, False]))
+    assert list(explorer.finished_episodes_spoke) == [False, False] and explorer.task_reward_fences is None
+    explorer.close_task_reference()
+    assert explorer.task_reward_fences == (-3.5, 3.5)  # quartiles -0.5 and 0.5, 3 ranges beyond

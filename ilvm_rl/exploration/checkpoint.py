@@ -81,7 +81,8 @@ def save_explorer(explorer: Explorer, folder: str | Path, steps: int | None = No
         "own_replay": explorer.store is not None,
         "counters": explorer.counters,
         "task_spoke": explorer.task_spoke,
-        "first_task_reward": explorer.first_task_reward,
+        "task_reward_fences": explorer.task_reward_fences,
+        "reference_task_rewards": explorer.reference_task_rewards,
         "episode_spoke": explorer.episode_spoke.tolist(),
         "finished_episodes_spoke": list(explorer.finished_episodes_spoke),
         "rng_state": explorer.rng.bit_generator.state,
@@ -133,7 +134,11 @@ def _restore(explorer: Explorer, tensors: dict[str, torch.Tensor], settings: dic
         explorer.store.load_state(_prefixed(tensors, "store."))
     explorer.torch_rng_state = tensors["torch_rng_state"].clone()
     explorer.counters.update(settings.get("counters", {}))
-    explorer.first_task_reward = settings.get("first_task_reward")
+    fences = settings.get("task_reward_fences")
+    if fences is None and settings.get("first_task_reward") is not None:  # written before the fences: one reward
+        fences = [settings["first_task_reward"]] * 2
+    explorer.task_reward_fences = None if fences is None else (float(fences[0]), float(fences[1]))
+    explorer.reference_task_rewards = list(settings.get("reference_task_rewards", []))
     explorer.finished_episodes_spoke.extend(settings.get("finished_episodes_spoke", []))
     if explorer.n_envs == settings["n_envs"]:
         explorer.episode_spoke[:] = settings.get("episode_spoke", False)

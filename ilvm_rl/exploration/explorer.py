@@ -39,6 +39,17 @@ BONUSES: dict[str, type[BonusConfig]] = {
 HANDOVER_EPISODES = 100
 """``handover`` reads the task's share of speaking episodes over this many latest finished episodes."""
 
+FAR_OUT = 3.0
+"""Tukey's far-out fences lie this many interquartile ranges beyond the quartiles: a reward beyond
+those of the untrained policy's rollout is one that its steps are not paid by chance."""
+
+
+def far_out_fences(rewards: np.ndarray) -> tuple[float, float]:
+    """The low and high fence of ``rewards``; both the reward itself when it never varies."""
+    low, high = np.quantile(rewards, [0.25, 0.75])
+    reach = FAR_OUT * (high - low)
+    return float(low - reach), float(high + reach)
+
 
 @dataclass(frozen=True)
 class ExplorationConfig:
@@ -67,10 +78,13 @@ class ExplorationConfig:
             scores stop shrinking the bonus after a few rollouts); null covers all of them, as
             the original RND recipe does.
         handover: once the task speaks in enough episodes, let the bonus fade as its novelty runs
-            out. The task speaks in an episode when one of its steps pays a reward other than the
-            first one seen, or when the episode ends by the task's own termination (not a time
-            limit) while that reward is not 0 (so that the episode's length changes its return).
-            Until then the scale covers the latest ``scale_memory`` returns, as without
+            out. The first rollout's rewards, paid to the untrained policy, are the reference: a
+            later step speaks when its reward lies beyond their far-out fences (quartiles ∓ 3
+            interquartile ranges; for a constant reward, any other reward), or when the task itself
+            ends the episode (not a time limit) where the reference's typical reward is not 0 (so
+            that the episode's length changes its return). An action cost that varies from step to
+            step is therefore not a word, and a goal reached by chance in the first rollout does
+            not move the fences. Until then the scale covers the latest ``scale_memory`` returns, as without
             ``handover``; from then on it stops forgetting, so a bonus that shrinks is no longer
             scaled back up and the task's advantage takes the lead. The moment is logged as
             ``ilvm/task_spoke``. The ``ppo_ilvm`` and ``ppo_icm`` recipes set it.
@@ -210,9 +224,11 @@ class Explorer:
         self.int_episode_returns = np.zeros(n_envs, dtype=np.float64)
         self.value_targets: tuple[np.ndarray, np.ndarray] | None = None
         self.counters = {"skipped_updates": 0, "nonfinite_rewards": 0}
-        # handover: the reward the task paid first, whether it spoke in each env's current episode
-        # and in each of the latest finished ones, and whether the handover came
-        self.first_task_reward: float | None = None
+        # handover: the rewards of the first rollout and the fences they set, whether the task spoke
+        # in each env's current episode and in each of the latest finished ones, and whether the
+        # handover came
+        self.reference_task_rewards: list[float] = []
+        self.task_reward_fences: tuple[float, float] | None = None
         self.episode_spoke = np.zeros(n_envs, dtype=bool)
         self.finished_episodes_spoke: deque[bool] = deque(maxlen=HANDOVER_EPISODES)
         self.task_spoke = False
@@ -260,10 +276,13 @@ class Explorer:
         if self.task_spoke:
             return
         rewards = np.asarray(rewards, dtype=np.float64).reshape(-1)
-        if self.first_task_reward is None:
-            self.first_task_reward = float(rewards[0])
         terminated = np.asarray(terminated)
-        self.episode_spoke |= (rewards != self.first_task_reward) | (terminated & (self.first_task_reward != 0))
+        if self.task_reward_fences is None:  # the first rollout is the reference: episodes ending in it say nothing
+            self.reference_task_rewards.extend(rewards.tolist())
+        else:
+            low, high = self.task_reward_fences
+            length_pays = (low, high) != (0.0, 0.0)
+            self.episode_spoke |= (rewards < low) | (rewards > high) | (terminated & length_pays)
         ended = terminated | np.asarray(truncated)
         if not ended.any():  # the share moves only when an episode ends
             return
@@ -279,6 +298,12 @@ class Explorer:
     def task_speaking_share(self) -> float:
         """Share of the latest finished episodes (at most 100) in which the task spoke (0 before any)."""
         return float(np.mean(self.finished_episodes_spoke)) if self.finished_episodes_spoke else 0.0
+
+    def close_task_reference(self) -> None:
+        """End the reference (at the first rollout's end): from now on steps are held against its fences."""
+        if self.task_reward_fences is None and self.reference_task_rewards:
+            self.task_reward_fences = far_out_fences(np.asarray(self.reference_task_rewards))
+            self.reference_task_rewards = []
 
     def hand_over(self) -> None:
         """The task has spoken in enough episodes: from now on the scale stops forgetting."""
@@ -310,6 +335,7 @@ class Explorer:
         """
         n_steps = self.steps_since_rollout
         self.steps_since_rollout = 0
+        self.close_task_reference()
         rollout = self.replay.latest(n_steps * self.n_envs)
         start = time.perf_counter()
         raw, rewards = self.score_rollout(rollout, n_steps)
