@@ -378,7 +378,7 @@ def test_random_policy_does_not_solve_the_sparse_tasks(env_id: str) -> None:
                 break
 
 
-@pytest.mark.parametrize("suite", ["noisy_tv", "maze", "pixel_room", "open_room", "doorkey"])
+@pytest.mark.parametrize("suite", ["noisy_tv", "maze", "pixel_room", "open_room", "doorkey", "continuous"])
 def test_suites_load_with_the_registered_thresholds(suite: str) -> None:
     path = resources.files("ilvm_rl.envs") / "suites" / f"{suite}.yaml"
     loaded = load_suite(str(path))
