@@ -384,7 +384,7 @@ def test_suites_load_with_the_registered_thresholds(suite: str) -> None:
     loaded = load_suite(str(path))
     assert loaded == load_suite(suite)
     for task in loaded.tasks:
-        assert task.env_id in REGISTERED_IDS
+        assert task.env_id in REGISTERED_IDS or not task.env_id.startswith("ilvm/")
         assert task.threshold == gym.spec(task.env_id).reward_threshold
 
 
