@@ -40,13 +40,13 @@ HANDOVER_EPISODES = 100
 """``handover`` reads the task's share of speaking episodes over this many latest finished episodes."""
 
 FAR_OUT = 3.0
-"""Tukey's far-out fences lie this many interquartile ranges beyond the quartiles: a reward beyond
-those of the untrained policy's rollout is one that its steps are not paid by chance."""
+"""Tukey's far-out fences lie this many interquartile ranges beyond the quartiles. A reward beyond
+the fences of the first rollout's rewards is one the untrained policy's steps were not paid."""
 
 
 def far_out_fences(rewards: np.ndarray) -> tuple[float, float]:
-    """The low and high fence of ``rewards``; both the reward itself when it never varies."""
-    low, high = np.quantile(rewards, [0.25, 0.75])
+    """The low and high fence of ``rewards`` (NaNs left out); both the reward itself when it never varies."""
+    low, high = np.nanquantile(rewards, [0.25, 0.75])
     reach = FAR_OUT * (high - low)
     return float(low - reach), float(high + reach)
 
@@ -78,13 +78,14 @@ class ExplorationConfig:
             scores stop shrinking the bonus after a few rollouts); null covers all of them, as
             the original RND recipe does.
         handover: once the task speaks in enough episodes, let the bonus fade as its novelty runs
-            out. The first rollout's rewards, paid to the untrained policy, are the reference: a
-            later step speaks when its reward lies beyond their far-out fences (quartiles ∓ 3
-            interquartile ranges; for a constant reward, any other reward), or when the task itself
-            ends the episode (not a time limit) where the reference's typical reward is not 0 (so
-            that the episode's length changes its return). An action cost that varies from step to
-            step is therefore not a word, and a goal reached by chance in the first rollout does
-            not move the fences. Until then the scale covers the latest ``scale_memory`` returns, as without
+            out. The first rollout's rewards, paid to the untrained policy, are the reference, and
+            its episodes say nothing. A later step speaks when its reward lies beyond the
+            reference's far-out fences (quartiles ∓ 3 interquartile ranges; for a constant reward,
+            any other reward), or when the task itself ends the episode (not a time limit) while
+            the fences are not both 0 (the untrained policy's steps pay something, so the episode's
+            length changes its return). An action cost that varies from step to step says nothing,
+            and a goal reached by chance in the first rollout does not move the fences. Until the
+            handover the scale covers the latest ``scale_memory`` returns, as without
             ``handover``; from then on it stops forgetting, so a bonus that shrinks is no longer
             scaled back up and the task's advantage takes the lead. The moment is logged as
             ``ilvm/task_spoke``. The ``ppo_ilvm`` and ``ppo_icm`` recipes set it.
