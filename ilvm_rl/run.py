@@ -538,6 +538,7 @@ def _learn(
     spec: RunSpec, recipe: Recipe, run_dir: Path, progress_bar: bool, state: RunState | None, command: str | None
 ) -> dict[str, Any]:
     torch.set_num_threads(1)  # small networks: threads cost more than they give, and runs go in parallel
+    code = provenance()  # the code this process trains with, read before a long run lets the tree change
     env, model, exploration = _build(spec, recipe, run_dir, state)
     if state is not None:
         with (run_dir / "command.txt").open("a") as file:
@@ -566,7 +567,7 @@ def _learn(
     evaluation = evaluate(model, spec.env_id, spec.seed, recipe)
     (run_dir / EVAL_FILE).write_text(json.dumps(evaluation, indent=2))
     # the steps played again after a kill are counted neither in the steps nor in the time
-    return write_results(run_dir, spec, evaluation, model.num_timesteps, model.num_timesteps / wall, wall)
+    return write_results(run_dir, spec, evaluation, model.num_timesteps, model.num_timesteps / wall, wall, code)
 
 
 def with_replay_exploration(recipe: Recipe, observation_space: gym.Space, seed: int) -> dict[str, Any]:
@@ -677,7 +678,13 @@ def evaluate(model: Any, env_id: str, seed: int, recipe: Recipe) -> dict[str, An
 
 
 def write_results(
-    run_dir: Path, spec: RunSpec, evaluation: dict[str, Any], steps_done: int, steps_per_second: float, wall: float
+    run_dir: Path,
+    spec: RunSpec,
+    evaluation: dict[str, Any],
+    steps_done: int,
+    steps_per_second: float,
+    wall: float,
+    code: dict[str, Any],
 ) -> dict[str, Any]:
     threshold = spec.threshold if spec.threshold is not None else reward_threshold(spec.env_id)
     reached = steps_to_threshold(read_episodes(run_dir), threshold) if threshold is not None else None
@@ -695,7 +702,7 @@ def write_results(
         "deepest": deepest(run_dir),
         "steps_per_second": steps_per_second,
         "wall_time_s": wall,
-        "provenance": provenance(),
+        "provenance": code,
     }
     (run_dir / RESULTS_FILE).write_text(json.dumps(results, indent=2))
     return results

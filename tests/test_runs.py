@@ -298,3 +298,16 @@ def test_an_off_policy_progress_bar_ends_at_100_percent(train_freq: object, bar_
 def test_a_run_with_a_negative_seed_is_refused_before_it_starts() -> None:
     with pytest.raises(ConfigError, match="seed must be >= 0"):  # not Gymnasium's error from inside reset
         RunSpec("ppo", "CartPole-v1", seed=-1, steps=64)
+
+
+def test_a_run_records_the_code_it_started_with(tmp_path: Path, monkeypatch) -> None:
+    """Read when training starts: a tree edited while a long run trains is not that run's code."""
+    episodes = tmp_path / "episodes.csv"
+
+    def episodes_so_far() -> dict[str, int]:
+        return {"episodes_when_read": len(episodes.read_text().splitlines()) - 1 if episodes.exists() else 0}
+
+    monkeypatch.setattr("ilvm_rl.run.provenance", episodes_so_far)
+    results = train(RunSpec("ppo", "CartPole-v1", seed=0, steps=256, overrides=FAST), tmp_path)
+    assert episodes_so_far()["episodes_when_read"] > 0  # CartPole's episodes end within 256 steps
+    assert results["provenance"] == {"episodes_when_read": 0}
