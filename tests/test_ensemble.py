@@ -23,12 +23,12 @@ def test_disagreement_is_near_zero_where_members_agree_and_grows_where_they_diff
     ensemble.members[0].prior_net[-1].bias.data[3:] += 1.0  # a broad, random outcome: wide latents
     ensemble.members[1].load_state_dict(ensemble.members[0].state_dict())
     context = torch.randn(4000, 2)
-    agree = ensemble.disagreement(context, k=16)
+    agree = ensemble.disagreement(context, k=16)[0]
     # identical members: only the spread of the 16-sample means is left, and it is subtracted
     assert abs(float(agree.mean())) < 4 * float(agree.std()) / len(agree) ** 0.5
     assert abs(float(agree.mean())) < 0.05
     ensemble.members[1].decoder[-1].bias.data += 0.5  # the same spread around another mean
-    differ = ensemble.disagreement(context, k=16)
+    differ = ensemble.disagreement(context, k=16)[0]
     assert float(differ.mean()) > 0.2
 
 
@@ -37,11 +37,12 @@ def test_disagreement_scored_in_chunks_equals_each_context_scored_alone(monkeypa
     context = torch.randn(5, 2)
     monkeypatch.setattr(ensemble_module, "SCORE_CHUNK_VALUES", 2 * 3 * 4)  # two contexts a chunk at k=4
     torch.manual_seed(1)
-    chunked = ensemble.disagreement(context, k=4)
+    chunked, chunked_spread = ensemble.disagreement(context, k=4)
     torch.manual_seed(1)
-    alone = torch.cat([ensemble.disagreement(context[start : start + 2], k=4) for start in range(0, 5, 2)])
-    assert chunked.shape == (5,)
-    torch.testing.assert_close(chunked, alone)
+    alone = [ensemble.disagreement(context[start : start + 2], k=4) for start in range(0, 5, 2)]
+    assert chunked.shape == (5,) and chunked_spread.shape == (5, 3)
+    torch.testing.assert_close(chunked, torch.cat([bonus for bonus, _ in alone]))
+    torch.testing.assert_close(chunked_spread, torch.cat([spread for _, spread in alone]))
 
 
 def test_disagreement_fades_on_learned_randomness_and_stays_on_the_unseen(rng: np.random.Generator) -> None:
@@ -50,11 +51,11 @@ def test_disagreement_fades_on_learned_randomness_and_stays_on_the_unseen(rng: n
     ensemble = ILVMEnsemble(1, 1, config, size=3)
     optim = GuardedAdam(ensemble.model_parameters(), 3e-3)
     context = torch.linspace(-1, 1, 200).unsqueeze(1)
-    before = ensemble.disagreement(context, 64)
+    before = ensemble.disagreement(context, 64)[0]
     for _ in range(800):
         assert guarded_step([(ensemble.loss(*bimodal_batch(rng, 256)).model, optim)])
-    seen = ensemble.disagreement(context, 64)
-    unseen = ensemble.disagreement(torch.full((200, 1), 6.0), 64)
+    seen = ensemble.disagreement(context, 64)[0]
+    unseen = ensemble.disagreement(torch.full((200, 1), 6.0), 64)[0]
     # every outcome is random (x = c ± 1), yet once learned the members agree on its distribution
     assert float(seen.mean()) < 0.2 * float(before.mean())
     assert abs(float(seen.mean())) < 0.05

@@ -5,7 +5,7 @@ from __future__ import annotations
 import abc
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, get_args
 
 import numpy as np
 import torch
@@ -14,12 +14,17 @@ from torch import nn
 from ilvm_rl.data.replay import TransitionBatch
 from ilvm_rl.data.spaces import TransitionCodec
 from ilvm_rl.data.statistics import ObservationNormaliser, RunningMeanStd
-from ilvm_rl.model.ensemble import ILVMEnsemble
+from ilvm_rl.model.ensemble import SPREAD_FLOOR, ILVMEnsemble
 from ilvm_rl.model.ilvm import ILVM, ModelConfig, Score
 from ilvm_rl.model.optim import GuardedAdam, ModelOptimisers, guarded_step
 
 LossTerms = Sequence[tuple[torch.Tensor, GuardedAdam]]
 TransitionTarget = Literal["delta", "next_obs"]
+AnchorInputs = Literal["all", "predictable"]
+
+NOISE_SHARE_MEMORY = 16_384
+"""Scored transitions over which the ``predictable`` anchors measure each dimension's noise share:
+the latest ones only, so that the untrained members' first spreads drop out within a few rollouts."""
 
 
 @dataclass(frozen=True)
@@ -56,12 +61,20 @@ class DisagreementConfig:
         anchor_scale: weight of the fixed random function of the context that anchors each member's
             output (randomised prior functions): members then disagree wherever data are missing
             instead of extrapolating alike; 0 turns anchors off.
+        anchor_inputs: what of the context the anchors read. ``all``: every dimension in full.
+            ``predictable``: each observation dimension in proportion to the share of its variance
+            that the members predict (one minus the share they call noise, over the latest
+            :data:`NOISE_SHARE_MEMORY` scored transitions). A screen of fresh noise makes every
+            context after it new, and anchors that read it keep the members apart on every such
+            transition; read this way the anchors skip the noise and still read the dimensions that
+            say where the agent is.
         target: what the members predict, as for the ``ilvm`` bonus: ``delta`` or ``next_obs``.
     """
 
     size: int = 5
     samples: int = 64
     anchor_scale: float = 1.0
+    anchor_inputs: AnchorInputs = "all"
     target: TransitionTarget = "delta"
 
     def __post_init__(self) -> None:
@@ -71,6 +84,8 @@ class DisagreementConfig:
             raise ValueError(f"samples must be >= 2 (a sample variance needs two), got {self.samples}")
         if self.anchor_scale < 0:
             raise ValueError(f"anchor_scale must be >= 0, got {self.anchor_scale}")
+        if self.anchor_inputs not in get_args(AnchorInputs):
+            raise ValueError(f"anchor_inputs must be one of {get_args(AnchorInputs)}, got {self.anchor_inputs!r}")
 
 
 class BonusModel(nn.Module, abc.ABC):
@@ -135,6 +150,10 @@ class BonusModel(nn.Module, abc.ABC):
             return None
         return {name: float(value) for name, value in metrics.items()}
 
+    def diagnostics(self) -> dict[str, float]:
+        """Numbers worth watching beside the losses, by name (none by default)."""
+        return {}
+
     def tensor(self, array: np.ndarray) -> torch.Tensor:
         return torch.as_tensor(array, dtype=torch.float32)
 
@@ -174,6 +193,34 @@ class ILVMBonus(BonusModel):
             else ILVM(context_dim, self.obs_dim, model_config, self.layout)
         )
         self.optims = ModelOptimisers(self.model, learning_rate)
+        # per target dimension: the members' predicted spread and the targets' own variance, on the
+        # latest scored transitions; their ratio is the share of the dimension that is noise
+        self.noise_stats: dict[str, RunningMeanStd] = (
+            {
+                "spread": RunningMeanStd((self.obs_dim,), NOISE_SHARE_MEMORY),
+                "target": RunningMeanStd((self.obs_dim,), NOISE_SHARE_MEMORY),
+            }
+            if isinstance(settings, DisagreementConfig) and settings.anchor_inputs == "predictable"
+            else {}
+        )
+
+    def noise_share(self) -> np.ndarray:
+        """``(obs_dim,)`` share of each target dimension's variance that the members call noise,
+        in [0, 1] (0 before any scoring; only with ``anchor_inputs: predictable``)."""
+        spread, target = self.noise_stats["spread"], self.noise_stats["target"]
+        return np.clip(spread.mean / (target.var + SPREAD_FLOOR), 0.0, 1.0)
+
+    def _gate_anchors(self) -> None:
+        if self.noise_stats:
+            assert isinstance(self.model, ILVMEnsemble)  # only the ensemble has anchors
+            gate = np.concatenate([1.0 - self.noise_share(), np.ones(self.action_encoder.dim)])
+            self.model.anchor_gate = self.tensor(gate)
+
+    def diagnostics(self) -> dict[str, float]:
+        if not self.noise_stats:
+            return {}
+        share = self.noise_share()
+        return {"noise_share_max": float(share.max()), "noise_share_mean": float(share.mean())}
 
     def update_statistics(self, batch: TransitionBatch) -> None:
         self.obs_norm.update(batch.next_obs)
@@ -194,11 +241,17 @@ class ILVMBonus(BonusModel):
         context, target = self.model_inputs(batch)
         if isinstance(self.model, ILVMEnsemble):
             assert context is not None and isinstance(self.settings, DisagreementConfig)  # always a transition model
-            return self.model.disagreement(context, self.settings.samples)
+            self._gate_anchors()
+            bonus, spread = self.model.disagreement(context, self.settings.samples)
+            if self.noise_stats:
+                self.noise_stats["spread"].update(spread.numpy())
+                self.noise_stats["target"].update(target.numpy())
+            return bonus
         assert isinstance(self.settings, ILVMScoreConfig)
         return self.model.score(self.settings.score, context, target)
 
     def _loss_terms(self, batch: TransitionBatch) -> tuple[LossTerms, dict[str, torch.Tensor]]:
+        self._gate_anchors()
         loss = self.model.loss(*self.model_inputs(batch))
         return self.optims.terms(loss), loss.metrics
 
@@ -206,4 +259,6 @@ class ILVMBonus(BonusModel):
         return self.optims.by_name()
 
     def statistics(self) -> dict[str, RunningMeanStd]:
-        return {"obs": self.obs_norm.stats, "delta": self.delta_stats}
+        return {"obs": self.obs_norm.stats, "delta": self.delta_stats} | {
+            f"noise_{name}": stats for name, stats in self.noise_stats.items()
+        }

@@ -11,6 +11,9 @@ learned "move right adds a step" says so at positions it never saw), so each mem
 anchored to a fixed random function of the context, ``x = f_m(c, z) + scale · a_m(c)``, as in
 randomised prior functions (Osband et al., 2018): where data exist, ``f_m`` learns to cancel its
 anchor; where they do not, the anchors differ and so do the members, as RND's random targets do.
+An anchor can be told to read each context dimension only in part (:attr:`ILVMEnsemble.anchor_gate`):
+a context dimension that holds fresh noise is new on every step, so an anchor that reads it in full
+keeps the members apart on every transition that follows noise, however well they have learned it.
 """
 
 from __future__ import annotations
@@ -66,11 +69,16 @@ class ILVMEnsemble(nn.Module):
         self.anchor_scale = anchor_scale
         self.anchors = nn.ModuleList(mlp(context_dim, config.hidden_sizes, target_dim) for _ in range(size))
         self.anchors.requires_grad_(False)
+        self.anchor_gate: torch.Tensor | None = None
+        """``(context_dim,)`` weights in [0, 1] by which the anchors read the context, set by the
+        owner before it scores or trains (None: read all of it)."""
 
     def _anchor(self, index: int, context: torch.Tensor) -> torch.Tensor:
         """``scale · a_m(c)`` of member ``index``, ``(B, target_dim)``; zeros without a context."""
         if context.shape[-1] == 0 or self.anchor_scale == 0:
             return context.new_zeros(())
+        if self.anchor_gate is not None:
+            context = context * self.anchor_gate
         return self.anchor_scale * self.anchors[index](context)
 
     def _members(self) -> list[ILVM]:
@@ -99,8 +107,9 @@ class ILVMEnsemble(nn.Module):
         )
 
     @torch.no_grad()
-    def disagreement(self, context: torch.Tensor, k: int) -> torch.Tensor:
-        """Information the outcome would give about which member is right, ``(B,)`` nats.
+    def disagreement(self, context: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Information the outcome would give about which member is right, ``(B,)`` nats, and the
+        members' average sample variance of each target dimension, ``(B, target_dim)``.
 
         Per target dimension, with Gaussian outcomes: ``½ log(1 + between / within)``, where
         ``between`` is the variance across members of their sample means (less the part that comes
@@ -119,9 +128,10 @@ class ILVMEnsemble(nn.Module):
             k: samples drawn from each member per context, at least 2.
         """
         rows_per_chunk = max(1, SCORE_CHUNK_VALUES // (k * self._members()[0].target_dim))
-        return torch.cat([self._disagreement(rows, k) for rows in context.split(rows_per_chunk)])
+        chunks = [self._disagreement(rows, k) for rows in context.split(rows_per_chunk)]
+        return torch.cat([bonus for bonus, _ in chunks]), torch.cat([spread for _, spread in chunks])
 
-    def _disagreement(self, context: torch.Tensor, k: int) -> torch.Tensor:
+    def _disagreement(self, context: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
         means, variances = [], []
         for index, member in enumerate(self._members()):
             variance, mean = variance_mean(member.sample(context, k))
@@ -129,4 +139,4 @@ class ILVMEnsemble(nn.Module):
             means.append(mean + self._anchor(index, context))
         within = torch.stack(variances).mean(0)
         between = variance_mean(torch.stack(means))[0] - within / k
-        return 0.5 * torch.log1p(between / (within + SPREAD_FLOOR)).sum(-1)
+        return 0.5 * torch.log1p(between / (within + SPREAD_FLOOR)).sum(-1), within
