@@ -37,12 +37,12 @@ def test_disagreement_scored_in_chunks_equals_each_context_scored_alone(monkeypa
     context = torch.randn(5, 2)
     monkeypatch.setattr(ensemble_module, "SCORE_CHUNK_VALUES", 2 * 3 * 4)  # two contexts a chunk at k=4
     torch.manual_seed(1)
-    chunked, chunked_spread = ensemble.disagreement(context, k=4)
+    chunked, chunked_mean = ensemble.disagreement(context, k=4)
     torch.manual_seed(1)
     alone = [ensemble.disagreement(context[start : start + 2], k=4) for start in range(0, 5, 2)]
-    assert chunked.shape == (5,) and chunked_spread.shape == (5, 3)
+    assert chunked.shape == (5,) and chunked_mean.shape == (5, 3)
     torch.testing.assert_close(chunked, torch.cat([bonus for bonus, _ in alone]))
-    torch.testing.assert_close(chunked_spread, torch.cat([spread for _, spread in alone]))
+    torch.testing.assert_close(chunked_mean, torch.cat([mean for _, mean in alone]))
 
 
 def test_disagreement_fades_on_learned_randomness_and_stays_on_the_unseen(rng: np.random.Generator) -> None:

@@ -23,8 +23,9 @@ TransitionTarget = Literal["delta", "next_obs"]
 AnchorInputs = Literal["all", "predictable"]
 
 NOISE_SHARE_MEMORY = 16_384
-"""Scored transitions over which the ``predictable`` anchors measure each dimension's noise share:
-the latest ones only, so that the untrained members' first spreads drop out within a few rollouts."""
+"""Scored transitions over which the ``predictable`` anchors measure the share of each dimension that
+the ensemble predicts: the latest ones only, so that the untrained members' first errors drop out
+within a few rollouts."""
 
 
 @dataclass(frozen=True)
@@ -63,8 +64,8 @@ class DisagreementConfig:
             instead of extrapolating alike; 0 turns anchors off.
         anchor_inputs: what of the context the anchors read. ``all``: every dimension in full.
             ``predictable``: each observation dimension in proportion to the share of its variance
-            that the members predict (one minus the share they call noise, over the latest
-            :data:`NOISE_SHARE_MEMORY` scored transitions). A screen of fresh noise makes every
+            that the ensemble's mean prediction explains (over the latest :data:`NOISE_SHARE_MEMORY`
+            scored transitions). A screen of fresh noise makes every
             context after it new, and anchors that read it keep the members apart on every such
             transition; read this way the anchors skip the noise and still read the dimensions that
             say where the agent is.
@@ -193,11 +194,11 @@ class ILVMBonus(BonusModel):
             else ILVM(context_dim, self.obs_dim, model_config, self.layout)
         )
         self.optims = ModelOptimisers(self.model, learning_rate)
-        # per target dimension: the members' predicted spread and the targets' own variance, on the
-        # latest scored transitions; their ratio is the share of the dimension that is noise
+        # per target dimension: the squared error of the ensemble's mean prediction and the targets'
+        # own variance, on the latest scored transitions; their ratio is the share left unexplained
         self.noise_stats: dict[str, RunningMeanStd] = (
             {
-                "spread": RunningMeanStd((self.obs_dim,), NOISE_SHARE_MEMORY),
+                "error": RunningMeanStd((self.obs_dim,), NOISE_SHARE_MEMORY),
                 "target": RunningMeanStd((self.obs_dim,), NOISE_SHARE_MEMORY),
             }
             if isinstance(settings, DisagreementConfig) and settings.anchor_inputs == "predictable"
@@ -205,10 +206,11 @@ class ILVMBonus(BonusModel):
         )
 
     def noise_share(self) -> np.ndarray:
-        """``(obs_dim,)`` share of each target dimension's variance that the members call noise,
-        in [0, 1] (0 before any scoring; only with ``anchor_inputs: predictable``)."""
-        spread, target = self.noise_stats["spread"], self.noise_stats["target"]
-        return np.clip(spread.mean / (target.var + SPREAD_FLOOR), 0.0, 1.0)
+        """``(obs_dim,)`` share of each target dimension's variance that the ensemble's mean
+        prediction leaves unexplained, in [0, 1] (0 before any scoring; only with
+        ``anchor_inputs: predictable``)."""
+        error, target = self.noise_stats["error"], self.noise_stats["target"]
+        return np.clip(error.mean / (target.var + SPREAD_FLOOR), 0.0, 1.0)
 
     def _gate_anchors(self) -> None:
         if self.noise_stats:
@@ -242,9 +244,9 @@ class ILVMBonus(BonusModel):
         if isinstance(self.model, ILVMEnsemble):
             assert context is not None and isinstance(self.settings, DisagreementConfig)  # always a transition model
             self._gate_anchors()
-            bonus, spread = self.model.disagreement(context, self.settings.samples)
+            bonus, prediction = self.model.disagreement(context, self.settings.samples)
             if self.noise_stats:
-                self.noise_stats["spread"].update(spread.numpy())
+                self.noise_stats["error"].update(((target - prediction) ** 2).numpy())
                 self.noise_stats["target"].update(target.numpy())
             return bonus
         assert isinstance(self.settings, ILVMScoreConfig)

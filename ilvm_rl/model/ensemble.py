@@ -109,7 +109,7 @@ class ILVMEnsemble(nn.Module):
     @torch.no_grad()
     def disagreement(self, context: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Information the outcome would give about which member is right, ``(B,)`` nats, and the
-        members' average sample variance of each target dimension, ``(B, target_dim)``.
+        ensemble's mean prediction, ``(B, target_dim)`` (the average of the members' sample means).
 
         Per target dimension, with Gaussian outcomes: ``½ log(1 + between / within)``, where
         ``between`` is the variance across members of their sample means (less the part that comes
@@ -129,7 +129,7 @@ class ILVMEnsemble(nn.Module):
         """
         rows_per_chunk = max(1, SCORE_CHUNK_VALUES // (k * self._members()[0].target_dim))
         chunks = [self._disagreement(rows, k) for rows in context.split(rows_per_chunk)]
-        return torch.cat([bonus for bonus, _ in chunks]), torch.cat([spread for _, spread in chunks])
+        return torch.cat([bonus for bonus, _ in chunks]), torch.cat([mean for _, mean in chunks])
 
     def _disagreement(self, context: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
         means, variances = [], []
@@ -138,5 +138,6 @@ class ILVMEnsemble(nn.Module):
             variances.append(variance)
             means.append(mean + self._anchor(index, context))
         within = torch.stack(variances).mean(0)
-        between = variance_mean(torch.stack(means))[0] - within / k
-        return 0.5 * torch.log1p(between / (within + SPREAD_FLOOR)).sum(-1), within
+        variance_of_means, mean = variance_mean(torch.stack(means))
+        between = variance_of_means - within / k
+        return 0.5 * torch.log1p(between / (within + SPREAD_FLOOR)).sum(-1), mean
