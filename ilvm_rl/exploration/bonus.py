@@ -23,9 +23,15 @@ TransitionTarget = Literal["delta", "next_obs"]
 AnchorInputs = Literal["all", "predictable"]
 
 NOISE_SHARE_MEMORY = 16_384
-"""Scored transitions over which the ``predictable`` anchors measure the share of each dimension that
-the ensemble predicts: the latest ones only, so that the untrained members' first errors drop out
-within a few rollouts."""
+"""Scored transitions over which ``predictable`` anchors measure the share of each dimension that the
+ensemble's mean prediction leaves unexplained. Nothing is judged before twice this many have been
+scored, so that the window then holds no errors of the untrained members."""
+
+NOISE_SHARE_CUTOFF = 0.5
+"""A dimension whose variance the ensemble's mean prediction leaves more than this share of
+unexplained is noise to ``predictable`` anchors. A learned deterministic dimension stays near 0;
+fresh noise of variance v shown on a fraction p of the steps leaves p·v / (p·v + 0.01) unexplained,
+above the cutoff once p·v > 0.01 (uniform noise on [-1, 1]: shown on more than 3% of the steps)."""
 
 
 @dataclass(frozen=True)
@@ -62,13 +68,14 @@ class DisagreementConfig:
         anchor_scale: weight of the fixed random function of the context that anchors each member's
             output (randomised prior functions): members then disagree wherever data are missing
             instead of extrapolating alike; 0 turns anchors off.
-        anchor_inputs: what of the context the anchors read. ``all``: every dimension in full.
-            ``predictable``: each observation dimension in proportion to the share of its variance
-            that the ensemble's mean prediction explains (over the latest :data:`NOISE_SHARE_MEMORY`
-            scored transitions). A screen of fresh noise makes every
-            context after it new, and anchors that read it keep the members apart on every such
-            transition; read this way the anchors skip the noise and still read the dimensions that
-            say where the agent is.
+        anchor_inputs: what of the context the anchors read. ``all``: every dimension. ``predictable``:
+            every dimension until it is found to be noise: once the members have trained through
+            :data:`NOISE_SHARE_MEMORY` scored transitions, an observation dimension whose variance
+            their mean prediction leaves mostly unexplained (over the latest ones; share above
+            :data:`NOISE_SHARE_CUTOFF`) is closed to the anchors for good. A screen of fresh noise
+            makes every context after it new, and anchors that read it keep the members apart on
+            every such transition; the dimensions that say where the agent is stay open. On a task
+            without such noise nothing closes, and the run is the one ``all`` makes.
         target: what the members predict, as for the ``ilvm`` bonus: ``delta`` or ``next_obs``.
     """
 
@@ -189,21 +196,29 @@ class ILVMBonus(BonusModel):
         self.delta_stats = RunningMeanStd((self.obs_dim,))
         context_dim = 0 if self.state_model else self.obs_dim + self.action_encoder.dim
         self.model: ILVM | ILVMEnsemble = (
-            ILVMEnsemble(context_dim, self.obs_dim, model_config, settings.size, settings.anchor_scale, self.layout)
+            ILVMEnsemble(
+                context_dim,
+                self.obs_dim,
+                model_config,
+                settings.size,
+                settings.anchor_scale,
+                self.layout,
+                gated_anchors=settings.anchor_inputs == "predictable",
+            )
             if isinstance(settings, DisagreementConfig)
             else ILVM(context_dim, self.obs_dim, model_config, self.layout)
         )
         self.optims = ModelOptimisers(self.model, learning_rate)
         # per target dimension: the squared error of the ensemble's mean prediction and the targets'
         # own variance, on the latest scored transitions; their ratio is the share left unexplained
-        self.noise_stats: dict[str, RunningMeanStd] = (
-            {
+        self.noise_stats: dict[str, RunningMeanStd] = {}
+        if isinstance(self.model, ILVMEnsemble) and self.model.anchor_gate is not None:
+            self.noise_stats = {
                 "error": RunningMeanStd((self.obs_dim,), NOISE_SHARE_MEMORY),
                 "target": RunningMeanStd((self.obs_dim,), NOISE_SHARE_MEMORY),
             }
-            if isinstance(settings, DisagreementConfig) and settings.anchor_inputs == "predictable"
-            else {}
-        )
+            self.scored_transitions: torch.Tensor
+            self.register_buffer("scored_transitions", torch.zeros((), dtype=torch.int64))
 
     def noise_share(self) -> np.ndarray:
         """``(obs_dim,)`` share of each target dimension's variance that the ensemble's mean
@@ -212,17 +227,26 @@ class ILVMBonus(BonusModel):
         error, target = self.noise_stats["error"], self.noise_stats["target"]
         return np.clip(error.mean / (target.var + SPREAD_FLOOR), 0.0, 1.0)
 
-    def _gate_anchors(self) -> None:
-        if self.noise_stats:
-            assert isinstance(self.model, ILVMEnsemble)  # only the ensemble has anchors
-            gate = np.concatenate([1.0 - self.noise_share(), np.ones(self.action_encoder.dim)])
-            self.model.anchor_gate = self.tensor(gate)
+    def _judge_noise(self, target: torch.Tensor, prediction: torch.Tensor) -> None:
+        """Fold the ensemble's errors into the noise statistics and, once the window holds only
+        trained members' errors, close the anchors to every dimension that is mostly noise."""
+        assert isinstance(self.model, ILVMEnsemble)  # only the ensemble has anchors
+        self.noise_stats["error"].update(((target - prediction) ** 2).numpy())
+        self.noise_stats["target"].update(target.numpy())
+        self.scored_transitions += len(target)
+        if int(self.scored_transitions) >= 2 * NOISE_SHARE_MEMORY:
+            noise = torch.as_tensor(self.noise_share() > NOISE_SHARE_CUTOFF)
+            actions = torch.zeros(self.action_encoder.dim, dtype=torch.bool)
+            self.model.close_anchor_inputs(torch.cat([noise, actions]))
 
     def diagnostics(self) -> dict[str, float]:
         if not self.noise_stats:
             return {}
-        share = self.noise_share()
-        return {"noise_share_max": float(share.max()), "noise_share_mean": float(share.mean())}
+        assert isinstance(self.model, ILVMEnsemble) and self.model.anchor_gate is not None
+        return {
+            "noise_share_max": float(self.noise_share().max()),
+            "anchor_inputs_closed": float((self.model.anchor_gate == 0).sum()),
+        }
 
     def update_statistics(self, batch: TransitionBatch) -> None:
         self.obs_norm.update(batch.next_obs)
@@ -243,17 +267,14 @@ class ILVMBonus(BonusModel):
         context, target = self.model_inputs(batch)
         if isinstance(self.model, ILVMEnsemble):
             assert context is not None and isinstance(self.settings, DisagreementConfig)  # always a transition model
-            self._gate_anchors()
             bonus, prediction = self.model.disagreement(context, self.settings.samples)
             if self.noise_stats:
-                self.noise_stats["error"].update(((target - prediction) ** 2).numpy())
-                self.noise_stats["target"].update(target.numpy())
+                self._judge_noise(target, prediction)
             return bonus
         assert isinstance(self.settings, ILVMScoreConfig)
         return self.model.score(self.settings.score, context, target)
 
     def _loss_terms(self, batch: TransitionBatch) -> tuple[LossTerms, dict[str, torch.Tensor]]:
-        self._gate_anchors()
         loss = self.model.loss(*self.model_inputs(batch))
         return self.optims.terms(loss), loss.metrics
 

@@ -11,9 +11,9 @@ learned "move right adds a step" says so at positions it never saw), so each mem
 anchored to a fixed random function of the context, ``x = f_m(c, z) + scale · a_m(c)``, as in
 randomised prior functions (Osband et al., 2018): where data exist, ``f_m`` learns to cancel its
 anchor; where they do not, the anchors differ and so do the members, as RND's random targets do.
-An anchor can be told to read each context dimension only in part (:attr:`ILVMEnsemble.anchor_gate`):
-a context dimension that holds fresh noise is new on every step, so an anchor that reads it in full
-keeps the members apart on every transition that follows noise, however well they have learned it.
+The anchors can be told to stop reading a context dimension (``gated_anchors``): a dimension that
+holds fresh noise is new on every step, so anchors that read it keep the members apart on every
+transition that follows noise, however well they have learned it.
 """
 
 from __future__ import annotations
@@ -47,6 +47,8 @@ class ILVMEnsemble(nn.Module):
         config: settings shared by every member.
         size: number of members, at least 2.
         anchor_scale: weight of each member's fixed random anchor ``a_m(c)``; 0 turns anchors off.
+        gated_anchors: keep :attr:`anchor_gate`, by which the anchors read the context, so that an
+            owner can close dimensions (:meth:`close_anchor_inputs`); it is saved with the model.
         layout: the parts of the target (images, named vectors); None for a plain vector.
     """
 
@@ -58,6 +60,7 @@ class ILVMEnsemble(nn.Module):
         size: int,
         anchor_scale: float = 1.0,
         layout: ObservationLayout | None = None,
+        gated_anchors: bool = False,
     ):
         super().__init__()
         self.config = config
@@ -69,9 +72,18 @@ class ILVMEnsemble(nn.Module):
         self.anchor_scale = anchor_scale
         self.anchors = nn.ModuleList(mlp(context_dim, config.hidden_sizes, target_dim) for _ in range(size))
         self.anchors.requires_grad_(False)
-        self.anchor_gate: torch.Tensor | None = None
-        """``(context_dim,)`` weights in [0, 1] by which the anchors read the context, set by the
-        owner before it scores or trains (None: read all of it)."""
+        self.anchor_gate: torch.Tensor | None
+        if gated_anchors:  # 1 where the anchors read a context dimension, 0 where it was closed
+            self.register_buffer("anchor_gate", torch.ones(context_dim))
+        else:
+            self.anchor_gate = None
+
+    def close_anchor_inputs(self, dims: torch.Tensor) -> None:
+        """Stop the anchors reading the context dimensions that the ``(context_dim,)`` mask ``dims``
+        marks, for good; the anchors then change once, and the members relearn to cancel them."""
+        if self.anchor_gate is None:
+            raise ValueError("this ensemble was built without gated_anchors")
+        self.anchor_gate[dims] = 0.0
 
     def _anchor(self, index: int, context: torch.Tensor) -> torch.Tensor:
         """``scale · a_m(c)`` of member ``index``, ``(B, target_dim)``; zeros without a context."""
