@@ -5,7 +5,7 @@ from __future__ import annotations
 import abc
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal, get_args
+from typing import Literal
 
 import numpy as np
 import torch
@@ -20,24 +20,6 @@ from ilvm_rl.model.optim import GuardedAdam, ModelOptimisers, guarded_step
 
 LossTerms = Sequence[tuple[torch.Tensor, GuardedAdam]]
 TransitionTarget = Literal["delta", "next_obs"]
-AnchorInputs = Literal["all", "predictable"]
-
-NOISE_SHARE_MEMORY = 16_384
-"""Scored transitions over which ``predictable`` anchors measure the share of each dimension that the
-ensemble's mean prediction leaves unexplained. Nothing is judged before twice this many have been
-scored, so that the window then holds no errors of the untrained members."""
-
-NOISE_SHARE_CUTOFF = 0.9
-"""A dimension whose variance the ensemble's mean prediction leaves more than this share of
-unexplained is noise to ``predictable`` anchors. Fresh noise shown on a fraction p of the steps, whose
-mean the dimension keeps when the noise is off (a TV's blank screen), leaves about p·v / (p·v +
-:data:`NOISE_SHARE_FLOOR`) of it unexplained (v: the noise's variance), above the cutoff once
-p·v > 0.009: uniform noise on [-1, 1] shown on more than 3% of the steps. A deterministic dimension
-the members have learned leaves little: at most 0.42 on Acrobot-v1 when first judged, and falling."""
-
-NOISE_SHARE_FLOOR = 1e-3
-"""Added to a dimension's variance before the unexplained error is divided by it, so that a constant
-dimension is not judged by the members' rounding."""
 
 
 @dataclass(frozen=True)
@@ -74,21 +56,12 @@ class DisagreementConfig:
         anchor_scale: weight of the fixed random function of the context that anchors each member's
             output (randomised prior functions): members then disagree wherever data are missing
             instead of extrapolating alike; 0 turns anchors off.
-        anchor_inputs: what of the context the anchors read. ``all``: every dimension. ``predictable``:
-            every dimension until it is found to be noise: once the members have trained through
-            :data:`NOISE_SHARE_MEMORY` scored transitions, an observation dimension whose variance
-            their mean prediction leaves mostly unexplained (over the latest ones; share above
-            :data:`NOISE_SHARE_CUTOFF`) is closed to the anchors for good. A screen of fresh noise
-            makes every context after it new, and anchors that read it keep the members apart on
-            every such transition; the dimensions that say where the agent is stay open. On a task
-            without such noise nothing closes, and the run is the one ``all`` makes.
         target: what the members predict, as for the ``ilvm`` bonus: ``delta`` or ``next_obs``.
     """
 
     size: int = 5
     samples: int = 64
     anchor_scale: float = 1.0
-    anchor_inputs: AnchorInputs = "all"
     target: TransitionTarget = "delta"
 
     def __post_init__(self) -> None:
@@ -98,8 +71,6 @@ class DisagreementConfig:
             raise ValueError(f"samples must be >= 2 (a sample variance needs two), got {self.samples}")
         if self.anchor_scale < 0:
             raise ValueError(f"anchor_scale must be >= 0, got {self.anchor_scale}")
-        if self.anchor_inputs not in get_args(AnchorInputs):
-            raise ValueError(f"anchor_inputs must be one of {get_args(AnchorInputs)}, got {self.anchor_inputs!r}")
 
 
 class BonusModel(nn.Module, abc.ABC):
@@ -164,10 +135,6 @@ class BonusModel(nn.Module, abc.ABC):
             return None
         return {name: float(value) for name, value in metrics.items()}
 
-    def diagnostics(self) -> dict[str, float]:
-        """Numbers worth watching beside the losses, by name (none by default)."""
-        return {}
-
     def tensor(self, array: np.ndarray) -> torch.Tensor:
         return torch.as_tensor(array, dtype=torch.float32)
 
@@ -202,57 +169,11 @@ class ILVMBonus(BonusModel):
         self.delta_stats = RunningMeanStd((self.obs_dim,))
         context_dim = 0 if self.state_model else self.obs_dim + self.action_encoder.dim
         self.model: ILVM | ILVMEnsemble = (
-            ILVMEnsemble(
-                context_dim,
-                self.obs_dim,
-                model_config,
-                settings.size,
-                settings.anchor_scale,
-                self.layout,
-                gated_anchors=settings.anchor_inputs == "predictable",
-            )
+            ILVMEnsemble(context_dim, self.obs_dim, model_config, settings.size, settings.anchor_scale, self.layout)
             if isinstance(settings, DisagreementConfig)
             else ILVM(context_dim, self.obs_dim, model_config, self.layout)
         )
         self.optims = ModelOptimisers(self.model, learning_rate)
-        # per target dimension: the squared error of the ensemble's mean prediction and the targets'
-        # own variance, on the latest scored transitions; their ratio is the share left unexplained
-        self.noise_stats: dict[str, RunningMeanStd] = {}
-        if isinstance(self.model, ILVMEnsemble) and self.model.anchor_gate is not None:
-            self.noise_stats = {
-                "error": RunningMeanStd((self.obs_dim,), NOISE_SHARE_MEMORY),
-                "target": RunningMeanStd((self.obs_dim,), NOISE_SHARE_MEMORY),
-            }
-            self.scored_transitions: torch.Tensor
-            self.register_buffer("scored_transitions", torch.zeros((), dtype=torch.int64))
-
-    def noise_share(self) -> np.ndarray:
-        """``(obs_dim,)`` share of each target dimension's variance that the ensemble's mean
-        prediction leaves unexplained, in [0, 1] (0 before any scoring; only with
-        ``anchor_inputs: predictable``)."""
-        error, target = self.noise_stats["error"], self.noise_stats["target"]
-        return np.clip(error.mean / (target.var + NOISE_SHARE_FLOOR), 0.0, 1.0)
-
-    def _judge_noise(self, target: torch.Tensor, prediction: torch.Tensor) -> None:
-        """Fold the ensemble's errors into the noise statistics and, once the window holds only
-        trained members' errors, close the anchors to every dimension that is mostly noise."""
-        assert isinstance(self.model, ILVMEnsemble)  # only the ensemble has anchors
-        self.noise_stats["error"].update(((target - prediction) ** 2).numpy())
-        self.noise_stats["target"].update(target.numpy())
-        self.scored_transitions += len(target)
-        if int(self.scored_transitions) >= 2 * NOISE_SHARE_MEMORY:
-            noise = torch.as_tensor(self.noise_share() > NOISE_SHARE_CUTOFF)
-            actions = torch.zeros(self.action_encoder.dim, dtype=torch.bool)
-            self.model.close_anchor_inputs(torch.cat([noise, actions]))
-
-    def diagnostics(self) -> dict[str, float]:
-        if not self.noise_stats:
-            return {}
-        assert isinstance(self.model, ILVMEnsemble) and self.model.anchor_gate is not None
-        return {
-            "noise_share_max": float(self.noise_share().max()),
-            "anchor_inputs_closed": float((self.model.anchor_gate == 0).sum()),
-        }
 
     def update_statistics(self, batch: TransitionBatch) -> None:
         self.obs_norm.update(batch.next_obs)
@@ -273,10 +194,7 @@ class ILVMBonus(BonusModel):
         context, target = self.model_inputs(batch)
         if isinstance(self.model, ILVMEnsemble):
             assert context is not None and isinstance(self.settings, DisagreementConfig)  # always a transition model
-            bonus, prediction = self.model.disagreement(context, self.settings.samples)
-            if self.noise_stats:
-                self._judge_noise(target, prediction)
-            return bonus
+            return self.model.disagreement(context, self.settings.samples)
         assert isinstance(self.settings, ILVMScoreConfig)
         return self.model.score(self.settings.score, context, target)
 
@@ -288,6 +206,4 @@ class ILVMBonus(BonusModel):
         return self.optims.by_name()
 
     def statistics(self) -> dict[str, RunningMeanStd]:
-        return {"obs": self.obs_norm.stats, "delta": self.delta_stats} | {
-            f"noise_{name}": stats for name, stats in self.noise_stats.items()
-        }
+        return {"obs": self.obs_norm.stats, "delta": self.delta_stats}

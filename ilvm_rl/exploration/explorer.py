@@ -415,7 +415,7 @@ class Explorer:
             store.sample(self.config.batch_size, self.rng, recent, self.config.recent_fraction)
             for _ in range(self.config.updates_per_rollout)
         )
-        metrics = self.train_on(batches) | self.bonus_model.diagnostics()
+        metrics = self.train_on(batches)
         with self.own_torch_rng():
             value_metrics = self.value_function.fit(*self.value_targets, self.rng) if self.value_targets else {}
         self.value_targets = None

@@ -11,9 +11,6 @@ learned "move right adds a step" says so at positions it never saw), so each mem
 anchored to a fixed random function of the context, ``x = f_m(c, z) + scale · a_m(c)``, as in
 randomised prior functions (Osband et al., 2018): where data exist, ``f_m`` learns to cancel its
 anchor; where they do not, the anchors differ and so do the members, as RND's random targets do.
-The anchors can be told to stop reading a context dimension (``gated_anchors``): a dimension that
-holds fresh noise is new on every step, so anchors that read it keep the members apart on every
-transition that follows noise, however well they have learned it.
 """
 
 from __future__ import annotations
@@ -47,8 +44,6 @@ class ILVMEnsemble(nn.Module):
         config: settings shared by every member.
         size: number of members, at least 2.
         anchor_scale: weight of each member's fixed random anchor ``a_m(c)``; 0 turns anchors off.
-        gated_anchors: keep :attr:`anchor_gate`, by which the anchors read the context, so that an
-            owner can close dimensions (:meth:`close_anchor_inputs`); it is saved with the model.
         layout: the parts of the target (images, named vectors); None for a plain vector.
     """
 
@@ -60,7 +55,6 @@ class ILVMEnsemble(nn.Module):
         size: int,
         anchor_scale: float = 1.0,
         layout: ObservationLayout | None = None,
-        gated_anchors: bool = False,
     ):
         super().__init__()
         self.config = config
@@ -72,25 +66,11 @@ class ILVMEnsemble(nn.Module):
         self.anchor_scale = anchor_scale
         self.anchors = nn.ModuleList(mlp(context_dim, config.hidden_sizes, target_dim) for _ in range(size))
         self.anchors.requires_grad_(False)
-        self.anchor_gate: torch.Tensor | None
-        if gated_anchors:  # 1 where the anchors read a context dimension, 0 where it was closed
-            self.register_buffer("anchor_gate", torch.ones(context_dim))
-        else:
-            self.anchor_gate = None
-
-    def close_anchor_inputs(self, dims: torch.Tensor) -> None:
-        """Stop the anchors reading the context dimensions that the ``(context_dim,)`` mask ``dims``
-        marks, for good; the anchors then change once, and the members relearn to cancel them."""
-        if self.anchor_gate is None:
-            raise ValueError("this ensemble was built without gated_anchors")
-        self.anchor_gate[dims] = 0.0
 
     def _anchor(self, index: int, context: torch.Tensor) -> torch.Tensor:
         """``scale · a_m(c)`` of member ``index``, ``(B, target_dim)``; zeros without a context."""
         if context.shape[-1] == 0 or self.anchor_scale == 0:
             return context.new_zeros(())
-        if self.anchor_gate is not None:
-            context = context * self.anchor_gate
         return self.anchor_scale * self.anchors[index](context)
 
     def _members(self) -> list[ILVM]:
@@ -119,9 +99,8 @@ class ILVMEnsemble(nn.Module):
         )
 
     @torch.no_grad()
-    def disagreement(self, context: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Information the outcome would give about which member is right, ``(B,)`` nats, and the
-        ensemble's mean prediction, ``(B, target_dim)`` (the average of the members' sample means).
+    def disagreement(self, context: torch.Tensor, k: int) -> torch.Tensor:
+        """Information the outcome would give about which member is right, ``(B,)`` nats.
 
         Per target dimension, with Gaussian outcomes: ``½ log(1 + between / within)``, where
         ``between`` is the variance across members of their sample means (less the part that comes
@@ -140,16 +119,14 @@ class ILVMEnsemble(nn.Module):
             k: samples drawn from each member per context, at least 2.
         """
         rows_per_chunk = max(1, SCORE_CHUNK_VALUES // (k * self._members()[0].target_dim))
-        chunks = [self._disagreement(rows, k) for rows in context.split(rows_per_chunk)]
-        return torch.cat([bonus for bonus, _ in chunks]), torch.cat([mean for _, mean in chunks])
+        return torch.cat([self._disagreement(rows, k) for rows in context.split(rows_per_chunk)])
 
-    def _disagreement(self, context: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def _disagreement(self, context: torch.Tensor, k: int) -> torch.Tensor:
         means, variances = [], []
         for index, member in enumerate(self._members()):
             variance, mean = variance_mean(member.sample(context, k))
             variances.append(variance)
             means.append(mean + self._anchor(index, context))
         within = torch.stack(variances).mean(0)
-        variance_of_means, mean = variance_mean(torch.stack(means))
-        between = variance_of_means - within / k
-        return 0.5 * torch.log1p(between / (within + SPREAD_FLOOR)).sum(-1), mean
+        between = variance_mean(torch.stack(means))[0] - within / k
+        return 0.5 * torch.log1p(between / (within + SPREAD_FLOOR)).sum(-1)
