@@ -77,3 +77,34 @@ gymnasium.register(
     max_episode_steps=640,
     reward_threshold=0.8,
 )
+# the width suite: the open room's TVs with 32 and 128 noise values, the room reporting [0, 1], the
+# room seen as a picture with a patch of noise for a TV, and DoorKey-8x8 whose "done" action shows noise
+for _kind in ("Action", "Place"):
+    for _values in (32, 128):
+        gymnasium.register(
+            id=f"ilvm/OpenRoom{_kind}{_values}-v0",
+            entry_point="ilvm_rl.envs.room:OpenRoomEnv",
+            kwargs={"tv": _kind.lower(), "tv_dims": _values},
+            max_episode_steps=300,
+            reward_threshold=0.7,
+        )
+gymnasium.register(
+    id="ilvm/OpenRoomActionUnit-v0",
+    entry_point="ilvm_rl.envs.room:OpenRoomEnv",
+    kwargs={"tv": "action", "unit_interval": True},
+    max_episode_steps=300,
+    reward_threshold=0.7,
+)
+gymnasium.register(
+    id="ilvm/OpenRoomPixels-v0",
+    entry_point="ilvm_rl.envs.room:OpenRoomPixelsEnv",
+    kwargs={"tv": "action"},
+    max_episode_steps=300,
+    reward_threshold=0.7,
+)
+gymnasium.register(
+    id="ilvm/DoorKeyTV8x8-v0",
+    entry_point="ilvm_rl.envs.doorkey:doorkey_tv_8x8",
+    max_episode_steps=640,
+    reward_threshold=0.8,
+)

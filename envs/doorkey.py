@@ -94,3 +94,60 @@ def doorkey_8x8(render_mode: str | None = None) -> gym.Env:
     from minigrid.envs import DoorKeyEnv
 
     return FlatViewWrapper(DoorKeyEnv(size=DOORKEY_SIZE, max_steps=DOORKEY_STEPS, render_mode=render_mode))
+
+
+DONE_ACTION = 6
+"""MiniGrid's ``done`` action, a no-op in DoorKey: the noisy DoorKey's TV."""
+
+
+class NoisyViewWrapper(gym.Wrapper[dict[str, Any], Any, dict[str, Any], Any]):
+    """MiniGrid's ``done`` action fills the agent's view with random cells for that step: a noisy TV
+    that a partly observed, categorical view shows (the noisy-TV MiniGrid of the aleatoric-mapping
+    work).
+
+    Every cell of the view gets an object, colour and state index drawn uniformly from MiniGrid's
+    tables; nothing else changes (``done`` moves nothing in DoorKey). The noise comes from a
+    generator of the wrapper's own, seeded at each seeded reset, so the layouts MiniGrid draws stay
+    those of the plain task. Info: ``on_tv``, whether the view showed noise on this step.
+
+    Args:
+        env: a MiniGrid environment that observes a dict with an ``image`` of cell indices.
+    """
+
+    def __init__(self, env: gym.Env) -> None:
+        super().__init__(env)
+        import_minigrid()
+        from minigrid.core.constants import COLOR_TO_IDX, OBJECT_TO_IDX, STATE_TO_IDX
+
+        self._index_bounds = np.array([len(OBJECT_TO_IDX), len(COLOR_TO_IDX), len(STATE_TO_IDX)])
+        self._noise = np.random.default_rng()
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        if seed is not None:
+            self._noise = np.random.default_rng(seed)
+        observation, info = self.env.reset(seed=seed, options=options)
+        return observation, {**info, "on_tv": False}
+
+    def step(self, action: Any) -> tuple[dict[str, Any], Any, bool, bool, dict[str, Any]]:
+        observation, reward, terminated, truncated, info = self.env.step(action)
+        on_tv = int(action) == DONE_ACTION
+        if on_tv:
+            image = observation["image"]
+            noise = self._noise.integers(0, self._index_bounds, size=image.shape).astype(image.dtype)
+            observation = {**observation, "image": noise}
+        return observation, reward, terminated, truncated, {**info, "on_tv": on_tv}
+
+
+def doorkey_tv_8x8(render_mode: str | None = None) -> gym.Env:
+    """:func:`doorkey_8x8` whose ``done`` action fills the view with random cells (:class:`NoisyViewWrapper`).
+
+    Raises:
+        gymnasium.error.DependencyNotInstalled: MiniGrid is not installed; the message names the extra.
+    """
+    import_minigrid()
+    from minigrid.envs import DoorKeyEnv
+
+    plain = DoorKeyEnv(size=DOORKEY_SIZE, max_steps=DOORKEY_STEPS, render_mode=render_mode)
+    return FlatViewWrapper(NoisyViewWrapper(plain))

@@ -14,12 +14,14 @@ from torch import nn
 from ilvm_rl.data.replay import TransitionBatch
 from ilvm_rl.data.spaces import TransitionCodec
 from ilvm_rl.data.statistics import ObservationNormaliser, RunningMeanStd
+from ilvm_rl.exploration.embedding import RandomEmbedding
 from ilvm_rl.model.ensemble import ILVMEnsemble
 from ilvm_rl.model.ilvm import ILVM, ModelConfig, Score
 from ilvm_rl.model.optim import GuardedAdam, ModelOptimisers, guarded_step
 
 LossTerms = Sequence[tuple[torch.Tensor, GuardedAdam]]
 TransitionTarget = Literal["delta", "next_obs"]
+DisagreementSpace = Literal["embedding", "observation"]
 
 
 @dataclass(frozen=True)
@@ -56,12 +58,25 @@ class DisagreementConfig:
         anchor_scale: weight of the fixed random function of the context that anchors each member's
             output (randomised prior functions): members then disagree wherever data are missing
             instead of extrapolating alike; 0 turns anchors off.
-        target: what the members predict, as for the ``ilvm`` bonus: ``delta`` or ``next_obs``.
+        space: where the members predict and disagree. ``embedding``: the members read ``(e(s), a)``
+            and predict ``e(s')``, where ``e`` is a fixed random map of the standardised observation
+            into ``embedding_dim`` features (:class:`~ilvm_rl.exploration.embedding.RandomEmbedding`),
+            so the cost beyond one pass of ``e`` and the number of terms a noise screen adds do not
+            grow with the observation's width, and an affine rescaling of any observation dimension
+            changes nothing. ``observation``: the members predict every dimension of the observation
+            (``target``) from the scaled ``(s, a)``, and the terms are summed over its dimensions.
+        embedding_dim: features of ``e`` (``space: embedding``).
+        embedding_hidden_sizes: hidden widths of the random net ``e`` (``space: embedding``).
+        target: what the members predict in ``space: observation``, as for the ``ilvm`` bonus:
+            ``delta`` or ``next_obs``.
     """
 
     size: int = 5
     samples: int = 64
     anchor_scale: float = 1.0
+    space: DisagreementSpace = "embedding"
+    embedding_dim: int = 32
+    embedding_hidden_sizes: tuple[int, ...] = (128,)
     target: TransitionTarget = "delta"
 
     def __post_init__(self) -> None:
@@ -71,6 +86,8 @@ class DisagreementConfig:
             raise ValueError(f"samples must be >= 2 (a sample variance needs two), got {self.samples}")
         if self.anchor_scale < 0:
             raise ValueError(f"anchor_scale must be >= 0, got {self.anchor_scale}")
+        if self.embedding_dim < 1:
+            raise ValueError(f"embedding_dim must be >= 1, got {self.embedding_dim}")
 
 
 class BonusModel(nn.Module, abc.ABC):
@@ -167,20 +184,35 @@ class ILVMBonus(BonusModel):
         self.state_model = isinstance(settings, ILVMScoreConfig) and settings.score == "novelty"
         self.obs_norm = ObservationNormaliser(self.observation_space)
         self.delta_stats = RunningMeanStd((self.obs_dim,))
-        context_dim = 0 if self.state_model else self.obs_dim + self.action_encoder.dim
+        self.embedding = (
+            RandomEmbedding(self.observation_space, settings.embedding_dim, settings.embedding_hidden_sizes)
+            if isinstance(settings, DisagreementConfig) and settings.space == "embedding"
+            else None
+        )
+        target_dim = self.embedding.dim if self.embedding is not None else self.obs_dim
+        layout = None if self.embedding is not None else self.layout
+        context_dim = 0 if self.state_model else target_dim + self.action_encoder.dim
         self.model: ILVM | ILVMEnsemble = (
-            ILVMEnsemble(context_dim, self.obs_dim, model_config, settings.size, settings.anchor_scale, self.layout)
+            ILVMEnsemble(context_dim, target_dim, model_config, settings.size, settings.anchor_scale, layout)
             if isinstance(settings, DisagreementConfig)
-            else ILVM(context_dim, self.obs_dim, model_config, self.layout)
+            else ILVM(context_dim, target_dim, model_config, layout)
         )
         self.optims = ModelOptimisers(self.model, learning_rate)
 
     def update_statistics(self, batch: TransitionBatch) -> None:
+        if self.embedding is not None:
+            self.embedding.update(batch.next_obs)
+            return
         self.obs_norm.update(batch.next_obs)
         self.delta_stats.update(batch.state_change())
 
     def model_inputs(self, batch: TransitionBatch) -> tuple[torch.Tensor | None, torch.Tensor]:
-        """Context ``(n, obs_dim + action_dim)`` (None for the state model) and target ``(n, obs_dim)``."""
+        """Context ``(n, target_dim + action_dim)`` (None for the state model) and target
+        ``(n, target_dim)``: ``target_dim`` is the embedding's width in ``space: embedding``, the
+        observation's otherwise."""
+        if self.embedding is not None:
+            actions = self.tensor(self.action_encoder.encode(batch.actions))
+            return torch.cat([self.embedding(batch.obs), actions], dim=1), self.embedding(batch.next_obs)
         if self.state_model:
             return None, self.tensor(self.obs_norm(batch.next_obs))
         context = np.concatenate([self.obs_norm(batch.obs), self.action_encoder.encode(batch.actions)], axis=1)
@@ -206,4 +238,6 @@ class ILVMBonus(BonusModel):
         return self.optims.by_name()
 
     def statistics(self) -> dict[str, RunningMeanStd]:
+        if self.embedding is not None:
+            return self.embedding.statistics("embedding")
         return {"obs": self.obs_norm.stats, "delta": self.delta_stats}

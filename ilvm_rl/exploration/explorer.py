@@ -21,18 +21,20 @@ from ilvm_rl.data.replay import TransitionBatch, TransitionStore
 from ilvm_rl.data.spaces import Observation, TransitionCodec
 from ilvm_rl.data.statistics import RunningMeanStd
 from ilvm_rl.exploration.bonus import BonusModel, DisagreementConfig, ILVMBonus, ILVMScoreConfig
+from ilvm_rl.exploration.ensemble_variance import EnsembleVarianceBonus, EnsembleVarianceConfig
 from ilvm_rl.exploration.icm import ICMBonus, ICMConfig
 from ilvm_rl.exploration.rnd import RNDBonus, RNDConfig
 from ilvm_rl.exploration.streams import IntrinsicCritic, ReturnScaler, explained_variance, non_episodic_gae
 from ilvm_rl.model.ilvm import ModelConfig
 from ilvm_rl.model.optim import average_steps
 
-BonusConfig = ILVMScoreConfig | DisagreementConfig | RNDConfig | ICMConfig
+BonusConfig = ILVMScoreConfig | DisagreementConfig | RNDConfig | ICMConfig | EnsembleVarianceConfig
 BONUSES: dict[str, type[BonusConfig]] = {
     "ilvm": ILVMScoreConfig,
     "disagreement": DisagreementConfig,
     "rnd": RNDConfig,
     "icm": ICMConfig,
+    "ensemble_variance": EnsembleVarianceConfig,
 }
 """The bonuses by the name a settings file gives them (``exploration: {bonus: rnd}``)."""
 
@@ -63,7 +65,9 @@ class ExplorationConfig:
         bonus: which intrinsic reward, with its own settings: ``ilvm`` (a score of one ILVM,
             :class:`ILVMScoreConfig`), ``disagreement`` (an ensemble of transition ILVMs,
             :class:`DisagreementConfig`), or a baseline: ``rnd`` (random network distillation,
-            :class:`RNDConfig`) or ``icm`` (intrinsic curiosity module, :class:`ICMConfig`).
+            :class:`RNDConfig`), ``icm`` (intrinsic curiosity module, :class:`ICMConfig`) or
+            ``ensemble_variance`` (deterministic members' disagreement, Pathak et al. 2019,
+            :class:`EnsembleVarianceConfig`).
         int_coef: β, the weight of the intrinsic advantage in the policy's advantage
             ``ext_coef·A_ext + int_coef·A_int``.
         int_coef_final: if set, β moves linearly from ``int_coef`` to this value over the run.
@@ -162,6 +166,8 @@ def build_bonus_model(config: ExplorationConfig, codec: TransitionCodec) -> Bonu
         return RNDBonus(codec, hidden, config.bonus, config.learning_rate)
     if isinstance(config.bonus, ICMConfig):
         return ICMBonus(codec, hidden, config.bonus, config.learning_rate)
+    if isinstance(config.bonus, EnsembleVarianceConfig):
+        return EnsembleVarianceBonus(codec, hidden, config.bonus, config.learning_rate)
     return ILVMBonus(codec, config.bonus, config.model, config.learning_rate)
 
 
@@ -322,6 +328,12 @@ class Explorer:
             return self.config.int_coef
         moved = min(max(progress / self.config.int_coef_final_at, 0.0), 1.0)
         return self.config.int_coef + (self.config.int_coef_final - self.config.int_coef) * moved
+
+    def retired(self, progress: float) -> bool:
+        """Whether β is 0 from a share ``progress`` of the run to its end: from then on the module
+        neither stores, scores nor trains, since nothing it computes would reach the agent."""
+        final = self.config.int_coef if self.config.int_coef_final is None else self.config.int_coef_final
+        return final == 0.0 and self.coefficient(progress) == 0.0
 
     def rollout_advantages(self, progress: float, last_obs: Observation) -> tuple[np.ndarray, dict[str, float]]:
         """The intrinsic advantages of the steps observed since the last call, times β.

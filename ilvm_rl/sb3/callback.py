@@ -181,6 +181,8 @@ class ExplorationCallback(BaseCallback):
         assert self.explorer is not None
         infos = self.locals["infos"]
         self.ext_returns.extend(float(info["episode"]["r"]) for info in infos if "episode" in info)
+        if self.explorer.retired(self.progress()):
+            return True
         step = self.steps.step(self.locals)
         self.explorer.observe(**step)
         if self.config.handover:
@@ -190,8 +192,11 @@ class ExplorationCallback(BaseCallback):
     def _on_rollout_end(self) -> None:
         assert self.explorer is not None
         buffer: RolloutBuffer = self.locals["rollout_buffer"]
-        # SB3 updates its own progress only after the rollout; β follows the steps taken so far
-        progress = self.num_timesteps / self.model._total_timesteps
+        progress = self.progress()
+        if self.explorer.retired(progress):  # β is 0 to the end: the advantages are the task's alone
+            mix_advantages(buffer, self.config.ext_coef, np.zeros_like(buffer.advantages))
+            self.logger.record("ilvm/int_coef", 0.0)
+            return
         assert self.steps.last is not None
         int_advantages, metrics = self.explorer.rollout_advantages(progress, self.steps.last)
         metrics["ext_advantage_std"] = float(buffer.advantages.std())
@@ -204,6 +209,10 @@ class ExplorationCallback(BaseCallback):
             metrics["ext_return_mean"] = float(np.mean(self.ext_returns))
         for name, value in metrics.items():
             self.logger.record(f"ilvm/{name}", value)
+
+    def progress(self) -> float:
+        """Share of the run done: SB3 updates its own progress only after a rollout, β follows the steps taken."""
+        return self.num_timesteps / self.model._total_timesteps
 
     def save(self, folder: str | Path | None = None) -> Path:
         """Write the module's checkpoint (to ``checkpoint_dir`` unless ``folder`` is given)."""
