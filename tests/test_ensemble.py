@@ -5,6 +5,7 @@ import pytest
 import torch
 from gymnasium import spaces
 from test_model import bimodal_batch
+from torch import nn
 
 from ilvm_rl.data.replay import TransitionBatch
 from ilvm_rl.data.spaces import TransitionCodec
@@ -14,7 +15,7 @@ from ilvm_rl.exploration.explorer import ExplorationConfig, Explorer
 from ilvm_rl.model import ModelConfig
 from ilvm_rl.model import ensemble as ensemble_module
 from ilvm_rl.model.ensemble import ILVMEnsemble
-from ilvm_rl.model.optim import GuardedAdam, guarded_step
+from ilvm_rl.model.optim import GuardedAdam, ModelOptimisers, guarded_step
 
 
 def test_disagreement_is_near_zero_where_members_agree_and_grows_where_they_differ() -> None:
@@ -97,3 +98,24 @@ def test_next_obs_target_is_the_scaled_next_observation(rng: np.random.Generator
     assert context is not None and context.shape == (5, 3 + 2)
     np.testing.assert_allclose(target.numpy(), obs[::-1] / 2.0, rtol=1e-6)
     assert bonus.score(batch).shape == (5,)
+
+
+def test_each_member_is_clipped_alone_so_one_spike_leaves_the_others_step_whole() -> None:
+    torch.manual_seed(0)
+    ensemble = ILVMEnsemble(2, 3, ModelConfig(objectives=("energy",), hidden_sizes=(8,)), size=2)
+    optims = ModelOptimisers(ensemble, 1e-3, max_grad_norm=1.0)
+    spiking, calm = ensemble.members
+    # gradients of 1e6 on every parameter of one member, 1e-4 (a norm far below the clip) on the other
+    loss = sum(1e6 * p.sum() for p in spiking.model_parameters()) + sum(1e-4 * p.sum() for p in calm.model_parameters())
+    assert guarded_step([(loss, optims.model)])
+    for p in calm.model_parameters():
+        assert p.grad is not None
+        torch.testing.assert_close(p.grad, torch.full_like(p, 1e-4))
+    spiking_norm = torch.linalg.vector_norm(torch.cat([p.grad.flatten() for p in spiking.model_parameters()]))
+    assert float(spiking_norm) == pytest.approx(1.0, rel=1e-4)
+
+
+def test_clip_groups_that_are_not_the_parameters_in_order_are_refused() -> None:
+    first, second = nn.Parameter(torch.zeros(2)), nn.Parameter(torch.zeros(3))
+    with pytest.raises(ValueError, match="clip_groups"):
+        GuardedAdam([first, second], 1e-3, clip_groups=[[second], [first]])

@@ -73,22 +73,24 @@ class ILVMEnsemble(nn.Module):
             return context.new_zeros(())
         return self.anchor_scale * self.anchors[index](context)
 
-    def _members(self) -> list[ILVM]:
+    def member_models(self) -> list[ILVM]:
+        """The members, in order."""
         return cast(list[ILVM], list(self.members))
 
     def model_parameters(self) -> list[nn.Parameter]:
-        """Every member's prior, posterior and decoder parameters."""
-        return [p for member in self._members() for p in member.model_parameters()]
+        """Every member's prior, posterior and decoder parameters, member after member."""
+        return [p for member in self.member_models() for p in member.model_parameters()]
 
     def critic_parameters(self) -> list[nn.Parameter]:
         """Every member's critic parameters (empty without the adversarial objective)."""
-        return [p for member in self._members() for p in member.critic_parameters()]
+        return [p for member in self.member_models() for p in member.critic_parameters()]
 
     def loss(self, context: torch.Tensor | None, target: torch.Tensor) -> ModelLoss:
         """Members' losses summed (each member's gradient is its own); metrics averaged over members."""
         context = target.new_zeros(target.shape[0], 0) if context is None else context
         losses = [
-            member.loss(context, target - self._anchor(index, context)) for index, member in enumerate(self._members())
+            member.loss(context, target - self._anchor(index, context))
+            for index, member in enumerate(self.member_models())
         ]
         critics = [loss.critic for loss in losses if loss.critic is not None]
         metrics = {name: torch.stack([loss.metrics[name] for loss in losses]).mean() for name in losses[0].metrics}
@@ -118,12 +120,12 @@ class ILVMEnsemble(nn.Module):
             context: ``(B, context_dim)``.
             k: samples drawn from each member per context, at least 2.
         """
-        rows_per_chunk = max(1, SCORE_CHUNK_VALUES // (k * self._members()[0].target_dim))
+        rows_per_chunk = max(1, SCORE_CHUNK_VALUES // (k * self.member_models()[0].target_dim))
         return torch.cat([self._disagreement(rows, k) for rows in context.split(rows_per_chunk)])
 
     def _disagreement(self, context: torch.Tensor, k: int) -> torch.Tensor:
         means, variances = [], []
-        for index, member in enumerate(self._members()):
+        for index, member in enumerate(self.member_models()):
             variance, mean = variance_mean(member.sample(context, k))
             variances.append(variance)
             means.append(mean + self._anchor(index, context))

@@ -20,8 +20,14 @@ class GuardedAdam:
     Args:
         params: the parameters this optimiser owns.
         learning_rate: Adam step size.
-        max_grad_norm: gradients are clipped to this global norm.
+        max_grad_norm: the gradients of each clip group are clipped to this norm.
         betas: Adam's moment decays; adversarial games train more stably with a short first one.
+        clip_groups: ``params`` split into groups whose gradients are clipped each alone, in the
+            order of ``params`` (None: one group). An ensemble clips each member alone, so that one
+            member's spike does not shrink the other members' steps.
+
+    Raises:
+        ValueError: ``clip_groups`` are not ``params`` in order.
     """
 
     def __init__(
@@ -30,10 +36,29 @@ class GuardedAdam:
         learning_rate: float,
         max_grad_norm: float = 10.0,
         betas: tuple[float, float] = (0.9, 0.999),
+        clip_groups: Sequence[Sequence[nn.Parameter]] | None = None,
     ):
         self.params = list(params)
+        self.clip_groups = [self.params] if clip_groups is None else [list(group) for group in clip_groups]
+        if [id(p) for group in self.clip_groups for p in group] != [id(p) for p in self.params]:
+            raise ValueError("clip_groups must split params into consecutive groups, in the order of params")
         self.optimizer = torch.optim.Adam(self.params, lr=learning_rate, betas=betas)
         self.max_grad_norm = max_grad_norm
+
+    @classmethod
+    def clipped_per_group(
+        cls,
+        groups: Sequence[Sequence[nn.Parameter]],
+        learning_rate: float,
+        max_grad_norm: float = 10.0,
+        betas: tuple[float, float] = (0.9, 0.999),
+    ) -> GuardedAdam:
+        """One Adam over every parameter of ``groups``, each group's gradients clipped alone."""
+        return cls([p for group in groups for p in group], learning_rate, max_grad_norm, betas, groups)
+
+    def clip_gradients(self) -> list[torch.Tensor]:
+        """Clip each group's gradients to ``max_grad_norm``; the norms before clipping, one per group."""
+        return [nn.utils.clip_grad_norm_(group, self.max_grad_norm) for group in self.clip_groups]
 
 
 def guarded_step(terms: Sequence[tuple[torch.Tensor, GuardedAdam]]) -> bool:
@@ -51,7 +76,7 @@ def guarded_step(terms: Sequence[tuple[torch.Tensor, GuardedAdam]]) -> bool:
     for loss, optim in terms:
         optim.optimizer.zero_grad(set_to_none=True)
         loss.backward(inputs=optim.params, retain_graph=True)
-    norms = [nn.utils.clip_grad_norm_(optim.params, optim.max_grad_norm) for _, optim in terms]
+    norms = [norm for _, optim in terms for norm in optim.clip_gradients()]
     if not all(bool(torch.isfinite(norm)) for norm in norms):
         for _, optim in terms:
             optim.optimizer.zero_grad(set_to_none=True)
@@ -68,14 +93,19 @@ class ModelOptimisers:
     Args:
         model: the model whose parameters they own.
         learning_rate: Adam step size of both.
-        max_grad_norm: gradients are clipped to this global norm (``math.inf``: never).
+        max_grad_norm: each member's gradients are clipped to this norm, alone (``math.inf``: never).
     """
 
     def __init__(self, model: ILVM | ILVMEnsemble, learning_rate: float, max_grad_norm: float = 10.0):
-        critic = model.critic_parameters()
-        betas = ADVERSARIAL_BETAS if critic else (0.9, 0.999)
-        self.model = GuardedAdam(model.model_parameters(), learning_rate, max_grad_norm, betas)
-        self.critic = GuardedAdam(critic, learning_rate, max_grad_norm, betas) if critic else None
+        members = model.member_models() if isinstance(model, ILVMEnsemble) else [model]
+        critic_groups = [member.critic_parameters() for member in members]
+        has_critic = any(critic_groups)
+        betas = ADVERSARIAL_BETAS if has_critic else (0.9, 0.999)
+        model_groups = [member.model_parameters() for member in members]
+        self.model = GuardedAdam.clipped_per_group(model_groups, learning_rate, max_grad_norm, betas)
+        self.critic = (
+            GuardedAdam.clipped_per_group(critic_groups, learning_rate, max_grad_norm, betas) if has_critic else None
+        )
 
     def by_name(self) -> dict[str, GuardedAdam]:
         """``model`` and, with a critic, ``critic``: the names checkpoints keep their states under."""
