@@ -27,7 +27,7 @@ from ilvm_rl.bench.suite import suite_names
 from ilvm_rl.bench.world_model import markdown_table as world_model_table
 from ilvm_rl.bench.world_model import run_benchmark as run_world_model_benchmark
 from ilvm_rl.checkpoint import CheckpointError
-from ilvm_rl.config import ConfigError, checked_seed, load_yaml, make_folder
+from ilvm_rl.config import ConfigError, checked_seed, checked_threshold, load_yaml, make_folder
 from ilvm_rl.data.spaces import UnsupportedSpaceError
 from ilvm_rl.recipes import check_env_id, file_stem, load_recipe, recipe_names, recipe_summary
 from ilvm_rl.representation.pretrain import pretrain
@@ -109,6 +109,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="override a recipe setting, e.g. --set exploration.int_coef=0.5 (repeatable)",
     )
+    train_parser.add_argument(
+        "--threshold",
+        type=float,
+        metavar="RETURN",
+        help="the return a run must reach (found: a trailing mean of 10 training episodes; kept: the final "
+        "evaluation), e.g. for an env registered without a reward_threshold (default: the recipe's threshold, "
+        "else the env's reward_threshold)",
+    )
     train_parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
     bench_parser = commands.add_parser(
@@ -123,6 +131,13 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         help=f"budget per run: of the --env task (default {DEFAULT_STEPS:,}), or of every task of --suite "
         "(default: the suite's)",
+    )
+    bench_parser.add_argument(
+        "--threshold",
+        type=float,
+        metavar="RETURN",
+        help="with --env: the return a run must reach (default: the env's reward_threshold); a suite gives "
+        "each of its tasks one",
     )
     bench_parser.add_argument("--seeds", type=int, default=5, help="number of seeds per agent and task (default 5)")
     bench_parser.add_argument(
@@ -252,7 +267,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             width = max(map(len, names))
             print("\n".join(f"{name:<{width}}  {recipe_summary(name)}" for name in names))
         elif args.command == "train" and args.resume is not None:
-            given = [flag for flag in ("agent", "env", "seed", "steps") if getattr(args, flag) is not None]
+            given = [flag for flag in ("agent", "env", "seed", "steps", "threshold") if getattr(args, flag) is not None]
             if given or args.overrides:
                 flags = ", ".join([f"--{flag}" for flag in given] + ["--set"] * bool(args.overrides))
                 raise ConfigError(
@@ -270,6 +285,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 seed,
                 DEFAULT_STEPS if args.steps is None else args.steps,
                 parse_overrides(args.overrides),
+                checked_threshold("--threshold", args.threshold),
             )
             load_recipe(spec.agent, spec.env_id, spec.overrides)  # no run folder for a bad recipe
             run_dir = make_run_dir(args.runs_dir, spec)
@@ -296,10 +312,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 def bench(args: argparse.Namespace, command: str) -> int:
     """``ilvm-rl bench``: exit 0 when every run finished, 1 when some failed."""
     if args.suite:
+        if args.threshold is not None:
+            raise ConfigError("--threshold sets the threshold of the --env task; a suite gives each task its own")
         suite, name = load_suite(args.suite, args.steps), Path(args.suite).stem
     else:
         steps = DEFAULT_STEPS if args.steps is None else args.steps
-        suite, name = single_task_suite(args.env, steps), file_stem(args.env)
+        threshold = checked_threshold("--threshold", args.threshold)
+        suite, name = single_task_suite(args.env, steps, threshold), file_stem(args.env)
     bench_name = args.name or name
     if args.page:  # a missing section fails now, not after hours of runs
         surrounding_section(args.page, f"bench:{bench_name}")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import collections.abc
 import dataclasses
 import difflib
+import math
 import re
 import types
 import typing
@@ -275,6 +276,18 @@ def checked_seed(name: str, seed: int) -> int:
     if seed < 0:
         raise ConfigError(f"{name} must be >= 0 (Gymnasium and numpy take non-negative seeds), got {seed}")
     return seed
+
+
+def checked_threshold(name: str, threshold: float | None) -> float | None:
+    """``threshold``, if it is a finite return or None (none given).
+
+    Raises:
+        ConfigError: NaN or an infinity, which no return reaches or every return does, naming the
+            flag or setting ``name``.
+    """
+    if threshold is not None and not math.isfinite(threshold):
+        raise ConfigError(f"{name} must be a finite return, got {threshold}")
+    return threshold
 
 
 def make_folder(path: Path, what: str) -> Path:

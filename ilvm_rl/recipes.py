@@ -34,6 +34,7 @@ from stable_baselines3.common.utils import LinearSchedule
 from ilvm_rl.config import (
     ConfigError,
     check_type,
+    checked_threshold,
     from_dict,
     merge_settings,
     read_yaml_mapping,
@@ -85,6 +86,11 @@ class Recipe:
         eval_episodes: episodes of the final evaluation.
         eval_deterministic: evaluate the arg-max policy (true) or the sampled one, as it trained (false).
         checkpoint_every: save model and module every this many steps (0: only at the end).
+        threshold: the return a run must reach, e.g. for an environment registered without a
+            ``reward_threshold`` (a run then reports found and kept as null): the trailing mean of
+            10 training returns reaching it counts as found, the final evaluation as kept. Null
+            takes the environment's ``reward_threshold``; ``ilvm-rl train --threshold`` overrides
+            it, and a benchmark's suite sets one for every agent.
     """
 
     algo: Literal["ppo", "a2c", "dqn", "sac", "td3"] = "ppo"
@@ -99,8 +105,10 @@ class Recipe:
     eval_episodes: int = 10
     eval_deterministic: bool = True
     checkpoint_every: int = 0
+    threshold: float | None = None
 
     def __post_init__(self) -> None:
+        checked_threshold("threshold", self.threshold)
         for name, least in (("n_envs", 1), ("eval_episodes", 1), ("checkpoint_every", 0)):
             if getattr(self, name) < least:
                 raise ValueError(f"{name} must be >= {least}, got {getattr(self, name)}")

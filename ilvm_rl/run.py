@@ -24,6 +24,7 @@ A run folder ``runs/<env>__<agent>__<seed>__<time>/`` holds::
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import shlex
 import shutil
@@ -53,7 +54,7 @@ from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 from tqdm import TqdmExperimentalWarning
 from tqdm.rich import tqdm
 
-from ilvm_rl.config import ConfigError, checked_seed, from_dict, load_yaml, make_folder
+from ilvm_rl.config import ConfigError, checked_seed, checked_threshold, from_dict, load_yaml, make_folder
 from ilvm_rl.data.spaces import TransitionCodec, UnsupportedSpaceError, has_fixed_scale
 from ilvm_rl.provenance import provenance
 from ilvm_rl.recipes import ALGORITHMS, Recipe, check_env_id, env_spec, file_stem, load_recipe
@@ -98,7 +99,8 @@ class RunSpec:
         steps: environment steps (all parallel environments together).
         overrides: recipe settings merged last.
         threshold: the return a run must reach: the trailing mean of training returns (found) and
-            the final evaluation (kept); None takes the env's ``reward_threshold``.
+            the final evaluation (kept); None takes the recipe's ``threshold``, else the env's
+            ``reward_threshold``.
     """
 
     agent: str
@@ -110,6 +112,7 @@ class RunSpec:
 
     def __post_init__(self) -> None:
         checked_seed("seed", self.seed)  # before a run folder is made
+        checked_threshold("threshold", self.threshold)
 
 
 class EpisodeRecorder(BaseCallback):
@@ -331,6 +334,8 @@ def train(spec: RunSpec, run_dir: Path, progress_bar: bool = False, command: str
 
 def _train(spec: RunSpec, run_dir: Path, progress_bar: bool, command: str | None) -> dict[str, Any]:
     recipe, resolved = load_recipe(spec.agent, spec.env_id, spec.overrides)
+    if spec.threshold is None:  # recorded with the run, so that resume, plot and evaluate judge by it too
+        spec = dataclasses.replace(spec, threshold=recipe.threshold)
     if spec.steps < 1:
         raise ConfigError(f"steps must be >= 1, got {spec.steps}")
     if recipe.representation is not None and recipe.representation.checkpoint is not None:

@@ -236,7 +236,12 @@ ROWS: list[BadInput] = [
     BadInput(
         "`bench --env` of a task without a reward threshold",
         ("bench", "--agents", "sac", "--env", "Pendulum-v1"),
-        "Pendulum-v1 has no reward_threshold; write a suite file",
+        "Pendulum-v1 has no reward_threshold; give one with --threshold T",
+    ),
+    BadInput(
+        "a threshold no return can be judged by",
+        ("train", "--agent", "ppo", "--env", "Pendulum-v1", "--threshold", "nan"),
+        "--threshold must be a finite return, got nan",
     ),
     BadInput(
         "`pretrain --fit-steps 0`",

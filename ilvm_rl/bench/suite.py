@@ -15,7 +15,14 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from ilvm_rl.config import ConfigError, from_dict, read_yaml_mapping, shipped_names, shipped_or_path
+from ilvm_rl.config import (
+    ConfigError,
+    checked_threshold,
+    from_dict,
+    read_yaml_mapping,
+    shipped_names,
+    shipped_or_path,
+)
 from ilvm_rl.recipes import env_spec
 
 
@@ -38,6 +45,7 @@ class Task:
     def __post_init__(self) -> None:
         if self.steps < 1:
             raise ValueError(f"steps must be >= 1, got {self.steps}")
+        checked_threshold("threshold", self.threshold)
 
 
 @dataclass(frozen=True)
@@ -92,10 +100,11 @@ def load_suite(suite: str, steps: int | None = None) -> Suite:
     return Suite(tuple(checked_task(task, str(path)) for task in tasks), loaded.description)
 
 
-def single_task_suite(env_id: str, steps: int) -> Suite:
-    """A suite of one task with the env's own threshold (``bench --env ID --steps N``)."""
+def single_task_suite(env_id: str, steps: int, threshold: float | None = None) -> Suite:
+    """A suite of one task (``bench --env ID --steps N [--threshold T]``); without ``threshold``, with
+    the env's own."""
     try:
-        task = Task(env_id, steps)
+        task = Task(env_id, steps, threshold)
     except ValueError as error:
         raise ConfigError(f"--steps: {error}") from error
     return Suite((checked_task(task, "--env"),))
@@ -111,11 +120,6 @@ def checked_task(task: Task, where: str) -> Task:
         return task
     threshold = spec.reward_threshold
     if threshold is None:
-        hint = (
-            f"write a suite file whose task gives one (tasks: [{{env_id: {task.env_id}, steps: N, threshold: T}}]) "
-            "and pass it to --suite"
-            if where == "--env"
-            else "give the task a 'threshold'"
-        )
+        hint = "give one with --threshold T" if where == "--env" else "give the task a 'threshold'"
         raise ConfigError(f"{where}: {task.env_id} has no reward_threshold; {hint}")
     return Task(task.env_id, task.steps, float(threshold))
