@@ -3,6 +3,7 @@
 import dataclasses
 import json
 
+import gymnasium as gym
 import numpy as np
 import pytest
 import torch
@@ -441,3 +442,37 @@ def test_episodes_that_end_in_the_first_rollout_say_nothing() -> None:
     assert list(explorer.finished_episodes_spoke) == [False, False] and explorer.task_reward_fences is None
     explorer.close_task_reference()
     assert explorer.task_reward_fences == (-3.5, 3.5)  # quartiles -0.5 and 0.5, 3 ranges beyond
+
+
+class ActionRecorder(gym.Wrapper):
+    """Keeps every action the environment received."""
+
+    def __init__(self, env: gym.Env, received: list[np.ndarray]):
+        super().__init__(env)
+        self.received = received
+
+    def step(self, action: np.ndarray):
+        self.received.append(np.array(action, dtype=np.float32))
+        return super().step(action)
+
+
+def test_the_module_reads_the_actions_the_env_received_when_gsde_squashes_them() -> None:
+    received: list[np.ndarray] = []
+    env = make_vec_env("Pendulum-v1", seed=0, wrapper_class=ActionRecorder, wrapper_kwargs={"received": received})
+    model = PPO(
+        "MlpPolicy",
+        env,
+        n_steps=16,
+        batch_size=16,
+        n_epochs=1,
+        use_sde=True,
+        policy_kwargs={"squash_output": True, "net_arch": [8]},
+        seed=0,
+        device="cpu",
+    )
+    exploration = ExplorationCallback(TINY, seed=0)
+    model.learn(16, callback=exploration)
+    stored = exploration.explorer.store.latest(16)
+    # the policy squashes into [-1, 1]; Pendulum-v1 received torques in [-2, 2]
+    assert np.abs(np.stack(received)).max() > 1.0
+    np.testing.assert_allclose(stored.actions, np.stack(received), rtol=1e-6)

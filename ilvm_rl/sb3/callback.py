@@ -57,12 +57,22 @@ def transition(
     }
 
 
+def env_actions(callback_locals: dict[str, Any]) -> np.ndarray:
+    """The actions ``(n_envs, ...)`` the environments received in the step an SB3 algorithm has just
+    taken, read from a callback's locals in ``_on_step``. On-policy algorithms keep the policy's
+    output in ``actions`` and pass ``clipped_actions`` to the environments: clipped to a Box's bounds,
+    or unscaled from [-1, 1] when the policy squashes its output (gSDE's ``squash_output=True``).
+    Off-policy algorithms pass ``actions`` themselves."""
+    return callback_locals.get("clipped_actions", callback_locals["actions"])
+
+
 def step_transitions(callback: BaseCallback) -> dict[str, Any]:
     """The step an SB3 algorithm has just taken, as its policy sees it (normalised under
-    ``VecNormalize``), read from a callback's locals in ``_on_step``; see :func:`transition`."""
+    ``VecNormalize``) and with the actions the environments received, read from a callback's locals
+    in ``_on_step``; see :func:`transition`."""
     locals_, obs = callback.locals, callback.model._last_obs
     assert obs is not None, "called before the algorithm's first reset"
-    return transition(obs, locals_["actions"], locals_["new_obs"], locals_["dones"], locals_["infos"])
+    return transition(obs, env_actions(locals_), locals_["new_obs"], locals_["dones"], locals_["infos"])
 
 
 class OriginalSteps:
@@ -98,7 +108,7 @@ class OriginalSteps:
                 for info in infos
             ]
         assert self.last is not None, "start_rollout() was not called"
-        step = transition(self.last, callback_locals["actions"], new_obs, dones, infos)
+        step = transition(self.last, env_actions(callback_locals), new_obs, dones, infos)
         self.last = new_obs
         return step
 
