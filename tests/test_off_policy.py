@@ -97,8 +97,9 @@ def test_sampled_rewards_are_the_stored_reward_plus_the_bonus_of_the_current_mod
     np.testing.assert_array_equal(transitions.obs, stored_obs)
     stored_rewards = buffer.rewards[rows, envs].reshape(-1, 1)
     task = env.normalize_reward(stored_rewards) if normalize else stored_rewards
-    centre = float(bonus.explorer.raw_reward_stats.mean)
-    expected = task + 0.5 * (frozen.score(transitions).reshape(-1, 1) - centre) / std
+    scores = frozen.score(transitions).reshape(-1, 1)
+    centre = float(scores.mean())  # the batch's own mean, by the same model
+    expected = task + 0.5 * (scores - centre) / std
     np.testing.assert_allclose(samples.rewards.numpy(), expected, rtol=1e-5, atol=1e-6)
     assert transitions.terminated.any() and transitions.truncated.any() and centre > 0
     # the module only ever trained on original observations: whole step counts and the constant 1
@@ -110,8 +111,8 @@ def test_sampled_rewards_are_the_stored_reward_plus_the_bonus_of_the_current_mod
 
 
 def test_a_bonus_paid_at_every_step_pays_nothing_for_staying_alive() -> None:
-    """The bonus is centred on the mean of the transitions as they arrive: the same bonus at every
-    step adds nothing to any sampled reward, so ending an episode forfeits nothing."""
+    """The bonus is centred on the sampled batch's mean: the same bonus at every step adds nothing to
+    any sampled reward, so ending an episode forfeits nothing."""
     model = dqn(two_envs(), dataclasses.replace(TINY, int_coef=2.0), gradient_steps=1)
     bonus = model.replay_buffer.bonus
     bonus.explorer.bonus_model.score = lambda batch: np.full(len(batch), 3.0, dtype=np.float32)
@@ -121,10 +122,25 @@ def test_a_bonus_paid_at_every_step_pays_nothing_for_staying_alive() -> None:
     np.testing.assert_array_equal(bonus.sample_bonus(rows, envs), 0.0)
 
 
+def test_a_bonus_the_model_has_lowered_since_arrival_is_no_penalty_for_staying_alive() -> None:
+    """The centre is the current model's: scores that were higher when the transitions arrived (the
+    model has trained since) do not turn the replayed bonus into a per-step penalty."""
+    model = dqn(two_envs(), dataclasses.replace(TINY, int_coef=2.0), gradient_steps=1)
+    bonus = model.replay_buffer.bonus
+    bonus.explorer.bonus_model.score = lambda batch: np.full(len(batch), 3.0, dtype=np.float32)
+    model.learn(40, callback=ReplayExplorationCallback())
+    bonus.explorer.bonus_model.score = lambda batch: np.full(len(batch), 1.0, dtype=np.float32)
+    bonus.pop_metrics()  # what the batches sampled while learning recorded
+    rows, envs = np.repeat(np.arange(20), 2), np.tile([0, 1], 20)
+    np.testing.assert_array_equal(bonus.sample_bonus(rows, envs), 0.0)
+    assert bonus.pop_metrics()["int_reward_raw_centre"] == pytest.approx(1.0)
+
+
 @pytest.mark.parametrize("chunk", [4096, 3])
 def test_arriving_transitions_are_scored_once_in_time_order(chunk: int, monkeypatch) -> None:
-    """The centre is the mean bonus of every transition added, and the scale's discounted return runs
-    through each env's transitions in order, however many are scored at once."""
+    """Every transition added is scored once (the running mean of the raw bonus covers them all), and
+    the scale's discounted return runs through each env's transitions in order, however many are
+    scored at once."""
     monkeypatch.setattr(replay, "SCORE_CHUNK", chunk)
     model = dqn(two_envs(), learning_starts=12)
     bonus = model.replay_buffer.bonus

@@ -8,9 +8,9 @@ is added to the sampled rewards after SB3's own reward normalisation.
 
 One reward stream, the Q-function's, with the agent's discount γ. A bonus that is positive at every
 step would pay the agent for staying alive, and make a goal that ends the episode a loss. So the
-bonus is centred: ``β·(b − b̄)/σ``, where ``b̄`` is the running mean of the raw bonus of transitions as
-they arrive (the behaviour policy's average) and ``σ`` the running std of the intrinsic return (the
-RND recipe). Staying alive then earns nothing on average, and ending an episode forfeits nothing.
+bonus is centred: ``β·(b − b̄)/σ``, where ``b̄`` is the mean raw bonus of the sampled batch, scored by
+the same model at the same time, and ``σ`` the running std of the intrinsic return (the RND recipe).
+Staying alive then earns nothing on average, and ending an episode forfeits nothing.
 This is the non-episodic stream of the on-policy side in Q-learning's terms: adding, at each terminal
 transition, the value of the intrinsic stream going on from the reset state, ``γ·β·b̄/(σ·(1 − γ))``
 under a stationary bonus, gives the same Q-function plus the constant ``β·b̄/(σ·(1 − γ))`` everywhere
@@ -170,7 +170,9 @@ class ReplayBonus:
         start = time.perf_counter()
         with explorer.own_torch_rng():
             raw, finite = explorer.finite_scores(batch)
-        centre = float(explorer.raw_reward_stats.mean)
+        # the current model's own mean: scores taken when the transitions arrived came from an older
+        # model, and centring on them would turn the bonus into a penalty while the model learns
+        centre = float(raw[finite].mean()) if finite.any() else 0.0
         scaled = (raw - centre) / float(explorer.scaler.stats.std)
         beta = explorer.coefficient(self.progress or 0.0)
         bonus = beta * scaled
