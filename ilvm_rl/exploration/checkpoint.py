@@ -4,6 +4,10 @@ A checkpoint folder holds ``weights.safetensors`` (bonus model, intrinsic value 
 optimisers, running statistics, the replay unless the module learns from an off-policy agent's replay
 buffer, the module's random stream) and ``settings.json`` (format version, module settings, the spaces
 it was built for, whether it keeps a replay of its own).
+
+The episodes in progress are not kept (their intrinsic returns so far, whether the task spoke in
+them): a loaded module serves environments that start new episodes, and a flag of an episode that
+never ends would count at the next episode end (written by earlier versions, they are ignored).
 """
 
 from __future__ import annotations
@@ -59,7 +63,6 @@ def _arrays(explorer: Explorer) -> dict[str, torch.Tensor]:
     numpy_state.update({f"stats.raw_reward.{k}": v for k, v in explorer.raw_reward_stats.state().items()})
     if explorer.store is not None:
         numpy_state.update({f"store.{k}": v for k, v in explorer.store.state().items()})
-    numpy_state["int_episode_returns"] = explorer.int_episode_returns
     tensors.update({k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in numpy_state.items()})
     tensors["torch_rng_state"] = explorer.torch_rng_state
     return tensors
@@ -83,7 +86,6 @@ def save_explorer(explorer: Explorer, folder: str | Path, steps: int | None = No
         "task_spoke": explorer.task_spoke,
         "task_reward_fences": explorer.task_reward_fences,
         "reference_task_rewards": explorer.reference_task_rewards,
-        "episode_spoke": explorer.episode_spoke.tolist(),
         "finished_episodes_spoke": list(explorer.finished_episodes_spoke),
         "rng_state": explorer.rng.bit_generator.state,
         "steps": steps,
@@ -122,9 +124,7 @@ def _restore(explorer: Explorer, tensors: dict[str, torch.Tensor], settings: dic
         for name, stats in part.statistics().items():
             stats.load_state(_prefixed(tensors, f"stats.{prefix}.{name}."))
     scaler_state = _prefixed(tensors, "scaler.")
-    if explorer.n_envs == settings["n_envs"]:
-        explorer.int_episode_returns = tensors["int_episode_returns"].numpy().astype(np.float64)
-    else:  # per-env running returns cannot be mapped onto another number of envs; the scale can
+    if explorer.n_envs != settings["n_envs"]:  # per-env running returns cannot be mapped onto other envs; the scale can
         scaler_state["returns"] = explorer.scaler.returns
     explorer.scaler.load_state(scaler_state)
     raw_reward_state = _prefixed(tensors, "stats.raw_reward.")
@@ -140,8 +140,6 @@ def _restore(explorer: Explorer, tensors: dict[str, torch.Tensor], settings: dic
     explorer.task_reward_fences = None if fences is None else (float(fences[0]), float(fences[1]))
     explorer.reference_task_rewards = list(settings.get("reference_task_rewards", []))
     explorer.finished_episodes_spoke.extend(settings.get("finished_episodes_spoke", []))
-    if explorer.n_envs == settings["n_envs"]:
-        explorer.episode_spoke[:] = settings.get("episode_spoke", False)
     if settings.get("task_spoke", False):  # after the scale's state, whose memory this ends
         explorer.hand_over()
     explorer.rng.bit_generator.state = settings["rng_state"]
