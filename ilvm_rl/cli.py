@@ -16,6 +16,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+import torch
 import yaml
 from gymnasium.error import DependencyNotInstalled
 
@@ -42,6 +43,7 @@ from ilvm_rl.run import (
     read_run_spec,
     resume,
     reward_threshold,
+    torch_device,
     train,
 )
 
@@ -116,6 +118,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="the return a run must reach (found: a trailing mean of 10 training episodes; kept: the final "
         "evaluation), e.g. for an env registered without a reward_threshold (default: the recipe's threshold, "
         "else the env's reward_threshold)",
+    )
+    train_parser.add_argument(
+        "--device",
+        choices=("auto", "cpu", "cuda"),
+        help="where the agent and its modules compute (default: the recipe's device, cpu in the shipped ones); "
+        "with --resume, the device to continue on",
+    )
+    train_parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        metavar="N",
+        help="torch's CPU threads (default 1: the networks are small, and runs often go side by side)",
     )
     train_parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
@@ -266,32 +281,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             names = recipe_names()
             width = max(map(len, names))
             print("\n".join(f"{name:<{width}}  {recipe_summary(name)}" for name in names))
-        elif args.command == "train" and args.resume is not None:
-            given = [flag for flag in ("agent", "env", "seed", "steps", "threshold") if getattr(args, flag) is not None]
-            if given or args.overrides:
-                flags = ", ".join([f"--{flag}" for flag in given] + ["--set"] * bool(args.overrides))
-                raise ConfigError(
-                    f"--resume continues {args.resume} with the settings it started with; drop {flags} "
-                    "(to change them, start a new run)"
-                )
-            print(json.dumps(resume(args.resume, progress_bar=not args.no_progress, command=command), indent=2))
         elif args.command == "train":
-            if not args.agent or not args.env:
-                raise ConfigError("train needs --agent and --env (or --resume RUN_DIR)")
-            seed = checked_seed("--seed", 0 if args.seed is None else args.seed)
-            spec = RunSpec(
-                args.agent,
-                args.env,
-                seed,
-                DEFAULT_STEPS if args.steps is None else args.steps,
-                parse_overrides(args.overrides),
-                checked_threshold("--threshold", args.threshold),
-            )
-            load_recipe(spec.agent, spec.env_id, spec.overrides)  # no run folder for a bad recipe
-            run_dir = make_run_dir(args.runs_dir, spec)
-            results = train(spec, run_dir, progress_bar=not args.no_progress, command=command)
-            print(json.dumps(results, indent=2))
-            print(f"run folder: {run_dir}\nTensorBoard: tensorboard --logdir {run_dir}")
+            train_command(args, command)
         elif args.command == "bench":
             return bench(args, command)
         elif args.command == "world-model":
@@ -307,6 +298,45 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"ilvm-rl: error: {' '.join(str(error).split())}", file=sys.stderr)
         return 2
     return 0
+
+
+def train_command(args: argparse.Namespace, command: str) -> None:
+    """``ilvm-rl train``: a new run, or with ``--resume`` an interrupted one continued; prints the results."""
+    if args.threads < 1:
+        raise ConfigError(f"--threads must be >= 1, got {args.threads}")
+    # here, not in train(): a script's own thread setting is its own, and a CNN policy may want more
+    torch.set_num_threads(args.threads)
+    progress_bar = not args.no_progress
+    if args.resume is not None:
+        given = [flag for flag in ("agent", "env", "seed", "steps", "threshold") if getattr(args, flag) is not None]
+        if given or args.overrides:
+            flags = ", ".join([f"--{flag}" for flag in given] + ["--set"] * bool(args.overrides))
+            raise ConfigError(
+                f"--resume continues {args.resume} with the settings it started with; drop {flags} "
+                "(to change them, start a new run)"
+            )
+        print(json.dumps(resume(args.resume, progress_bar, command, args.device), indent=2))
+        return
+    if not args.agent or not args.env:
+        raise ConfigError("train needs --agent and --env (or --resume RUN_DIR)")
+    seed = checked_seed("--seed", 0 if args.seed is None else args.seed)
+    overrides = parse_overrides(args.overrides)
+    if args.device is not None:  # recorded with the recipe, so that a resume continues on it
+        overrides["device"] = args.device
+    spec = RunSpec(
+        args.agent,
+        args.env,
+        seed,
+        DEFAULT_STEPS if args.steps is None else args.steps,
+        overrides,
+        checked_threshold("--threshold", args.threshold),
+    )
+    recipe, _ = load_recipe(spec.agent, spec.env_id, spec.overrides)  # no run folder for a bad recipe
+    torch_device(recipe.device)  # nor for a GPU the machine lacks
+    run_dir = make_run_dir(args.runs_dir, spec)
+    results = train(spec, run_dir, progress_bar=progress_bar, command=command)
+    print(json.dumps(results, indent=2))
+    print(f"run folder: {run_dir}\nTensorBoard: tensorboard --logdir {run_dir}")
 
 
 def bench(args: argparse.Namespace, command: str) -> int:

@@ -44,6 +44,8 @@ from ilvm_rl.config import (
 from ilvm_rl.exploration.explorer import ExplorationConfig
 from ilvm_rl.representation.state_model import RepresentationConfig
 
+Device = Literal["auto", "cpu", "cuda"]
+"""The devices a recipe may name (``auto``: a GPU when torch sees one)."""
 ALGORITHMS: dict[str, type[BaseAlgorithm]] = {"ppo": PPO, "a2c": A2C, "dqn": DQN, "sac": SAC, "td3": TD3}
 # keys of the algorithm's constructor that the runner sets itself
 RESERVED_ALGO_KEYS = {"policy", "env", "seed", "device", "tensorboard_log", "verbose", "_init_setup_model"}
@@ -67,6 +69,10 @@ class Recipe:
             ``dqn``, ``sac`` or ``td3`` (off-policy: through the replay buffer,
             :class:`ilvm_rl.sb3.replay.ExplorationReplayBuffer`).
         policy: SB3 policy name, e.g. ``MlpPolicy``.
+        device: where the agent and its modules compute: ``cpu`` (the small networks of most
+            recipes run fastest there), ``cuda`` (a GPU; refused where torch sees none) or ``auto``
+            (a GPU when torch sees one). ``ilvm-rl train --device`` overrides it; a run's
+            checkpoints load onto any device.
         n_envs: parallel training environments.
         normalize_obs: ``bounds`` rescales a bounded Box observation to [-1, 1] for the agent and the
             exploration module alike (MountainCar's velocity spans ±0.07, too little for an
@@ -95,6 +101,7 @@ class Recipe:
 
     algo: Literal["ppo", "a2c", "dqn", "sac", "td3"] = "ppo"
     policy: str = "MlpPolicy"
+    device: Device = "cpu"
     n_envs: int = 8
     normalize_obs: Literal["none", "bounds"] = "none"
     normalize_reward: bool = False
@@ -123,6 +130,8 @@ class Recipe:
         parameters = inspect.signature(ALGORITHMS[self.algo].__init__).parameters
         accepted = set(parameters) - RESERVED_ALGO_KEYS - {"self"}
         for key, value in self.algo_kwargs.items():
+            if key == "device":
+                raise ValueError("algo_kwargs: 'device' is a key of the recipe itself (device: auto, cpu or cuda)")
             if key not in accepted:
                 raise ValueError(
                     f"algo_kwargs: {key!r} is not an argument of {self.algo}; accepted: {', '.join(sorted(accepted))}"

@@ -50,6 +50,7 @@ from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
 from stable_baselines3.common.type_aliases import TrainFreq, TrainFrequencyUnit
+from stable_baselines3.common.utils import get_device
 from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 from tqdm import TqdmExperimentalWarning
 from tqdm.rich import tqdm
@@ -57,7 +58,7 @@ from tqdm.rich import tqdm
 from ilvm_rl.config import ConfigError, checked_seed, checked_threshold, from_dict, load_yaml, make_folder
 from ilvm_rl.data.spaces import TransitionCodec, UnsupportedSpaceError, has_fixed_scale
 from ilvm_rl.provenance import provenance
-from ilvm_rl.recipes import ALGORITHMS, Recipe, check_env_id, env_spec, file_stem, load_recipe
+from ilvm_rl.recipes import ALGORITHMS, Device, Recipe, check_env_id, env_spec, file_stem, load_recipe
 from ilvm_rl.representation.extractor import RepresentationCallback, load_pretrained, representation_policy_kwargs
 from ilvm_rl.representation.pretrain import pretrain
 from ilvm_rl.representation.state_model import read_settings
@@ -393,11 +394,14 @@ def read_run_spec(run_dir: Path) -> tuple[RunSpec, Recipe]:
     return spec, recipe
 
 
-def resume(run_dir: Path, progress_bar: bool = False, command: str | None = None) -> dict[str, Any]:
+def resume(
+    run_dir: Path, progress_bar: bool = False, command: str | None = None, device: Device | None = None
+) -> dict[str, Any]:
     """Continue an interrupted run from its last checkpoint up to its step budget.
 
     The model is rebuilt from the run's recipe and only its tensors are loaded (no pickle); the logs
-    are cut back to the checkpoint's step and continued.
+    are cut back to the checkpoint's step and continued. ``device`` (``auto``, ``cpu`` or ``cuda``)
+    continues on another device than the recipe's: a checkpoint loads onto any.
 
     Raises:
         ConfigError: the folder is not a run or has finished.
@@ -406,6 +410,8 @@ def resume(run_dir: Path, progress_bar: bool = False, command: str | None = None
     spec, recipe = read_run_spec(run_dir)
     if (run_dir / RESULTS_FILE).is_file():
         raise ConfigError(f"{run_dir} has finished ({RESULTS_FILE} exists); nothing to resume")
+    if device is not None:
+        recipe = dataclasses.replace(recipe, device=device)
     state = recover_pair(run_dir, with_exploration=recipe.exploration is not None)
     return _learn(spec, recipe, run_dir, progress_bar, state, command)
 
@@ -453,8 +459,9 @@ def build_model(spec: RunSpec, recipe: Recipe, env: VecEnv) -> BaseAlgorithm:
         algo_kwargs["policy_kwargs"] = representation_policy_kwargs(
             recipe.representation, algo_kwargs.get("policy_kwargs")
         )
+    device = torch_device(recipe.device)
     try:
-        return ALGORITHMS[recipe.algo](recipe.policy, env, seed=spec.seed, device="cpu", verbose=0, **algo_kwargs)
+        return ALGORITHMS[recipe.algo](recipe.policy, env, seed=spec.seed, device=device, verbose=0, **algo_kwargs)
     except UnsupportedSpaceError:
         raise
     except (ValueError, TypeError, AssertionError) as error:
@@ -464,10 +471,23 @@ def build_model(spec: RunSpec, recipe: Recipe, env: VecEnv) -> BaseAlgorithm:
         ) from error
 
 
+def torch_device(name: str) -> torch.device:
+    """The device a recipe's ``device`` names (``auto``: a GPU when torch sees one, else the CPU).
+
+    Raises:
+        ConfigError: ``cuda`` where torch sees no GPU.
+    """
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(
+            "device: 'cuda' asks for a GPU, and torch sees none (torch.cuda.is_available() is False); use cpu or auto"
+        )
+    return get_device(name)
+
+
 def load_agent(path: Path, env_id: str, recipe: Recipe, seed: int = 0) -> BaseAlgorithm:
     """An agent with the weights of the SB3 model zip ``path``, loaded without pickle: the agent is
-    rebuilt from the recipe of the run folder that holds the zip (its ``config.yaml``), else from
-    ``recipe``, and only the zip's tensors are read.
+    rebuilt on the CPU from the recipe of the run folder that holds the zip (its ``config.yaml``), else
+    from ``recipe``, and only the zip's tensors are read.
 
     Raises:
         ConfigError: no such file.
@@ -477,6 +497,7 @@ def load_agent(path: Path, env_id: str, recipe: Recipe, seed: int = 0) -> BaseAl
         raise ConfigError(f"{path}: no such model file")
     if (path.parent / CONFIG_FILE).is_file():
         recipe = read_run_spec(path.parent)[1]
+    recipe = dataclasses.replace(recipe, device="cpu")  # it acts one observation at a time: a GPU gives nothing
     env = make_vec_env(
         partial(gym.make, env_id), n_envs=1, seed=seed, wrapper_class=observation_wrapper(env_id, recipe)
     )
@@ -542,7 +563,6 @@ def _build(
 def _learn(
     spec: RunSpec, recipe: Recipe, run_dir: Path, progress_bar: bool, state: RunState | None, command: str | None
 ) -> dict[str, Any]:
-    torch.set_num_threads(1)  # small networks: threads cost more than they give, and runs go in parallel
     code = provenance()  # the code this process trains with, read before a long run lets the tree change
     env, model, exploration = _build(spec, recipe, run_dir, state)
     if state is not None:

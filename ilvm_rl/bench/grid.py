@@ -26,6 +26,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from ilvm_rl.bench.backends import Job, run_jobs
 from ilvm_rl.bench.report import write_reports
 from ilvm_rl.bench.suite import Suite
@@ -62,8 +64,10 @@ def cell_name(spec: RunSpec) -> str:
 def run_cell(spec: RunSpec, run_dir: str, command: str) -> dict[str, Any]:
     """Train one cell into ``run_dir`` and return its results with its ``(step, return)`` episodes.
 
-    Runs in a worker process (local pool or Ray), so it takes and returns plain data.
+    Runs in a worker process (local pool or Ray), so it takes and returns plain data, and sets that
+    process's torch to one thread: the grid runs one cell per core.
     """
+    torch.set_num_threads(1)
     start = time.perf_counter()
     folder = Path(run_dir)
     folder.mkdir(parents=True, exist_ok=True)

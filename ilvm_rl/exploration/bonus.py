@@ -152,8 +152,14 @@ class BonusModel(nn.Module, abc.ABC):
             return None
         return {name: float(value) for name, value in metrics.items()}
 
+    @property
+    def device(self) -> torch.device:
+        """Where the model computes (see :meth:`ilvm_rl.exploration.explorer.Explorer.to`)."""
+        return next(self.parameters()).device
+
     def tensor(self, array: np.ndarray) -> torch.Tensor:
-        return torch.as_tensor(array, dtype=torch.float32)
+        """``array`` as a float32 tensor on the model's device."""
+        return torch.as_tensor(array, dtype=torch.float32, device=self.device)
 
 
 class ILVMBonus(BonusModel):

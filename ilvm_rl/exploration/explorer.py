@@ -183,8 +183,9 @@ class Explorer:
     """Keeps the replay, turns each rollout into intrinsic advantages and trains the bonus model and
     the intrinsic value function.
 
-    The module draws its random numbers from generators of its own (numpy and torch), so adding it to
-    an agent, even with β = 0, leaves the agent's random stream untouched.
+    The module draws its random numbers from generators of its own (numpy and torch's CPU stream), so
+    adding it to an agent, even with β = 0, leaves the agent's random stream untouched. On a GPU the
+    models' samples come from torch's CUDA stream, which the agent shares.
 
     Args:
         config: module settings.
@@ -195,6 +196,8 @@ class Explorer:
         own_replay: keep a replay of its own, fed by :meth:`observe` (on-policy agents); an
             off-policy agent's replay buffer hands the module its batches instead
             (:meth:`score_rollout`, :meth:`train_on`), so the transitions are not stored twice.
+        device: where the bonus model and ``V_int`` compute (the agent's, e.g. ``model.device``); the
+            replay, the statistics and every number handed back stay in numpy.
     """
 
     def __init__(
@@ -205,6 +208,7 @@ class Explorer:
         n_envs: int,
         seed: int = 0,
         own_replay: bool = True,
+        device: torch.device | str = "cpu",
     ):
         self.config = config
         self.observation_space = observation_space
@@ -239,6 +243,19 @@ class Explorer:
         self.episode_spoke = np.zeros(n_envs, dtype=bool)
         self.finished_episodes_spoke: deque[bool] = deque(maxlen=HANDOVER_EPISODES)
         self.task_spoke = False
+        self.to(device)  # built on the CPU first: the same initial weights on any device
+
+    def to(self, device: torch.device | str) -> Explorer:
+        """Move the bonus model and ``V_int``, their optimisers' state included, to ``device``
+        (e.g. a module restored from a checkpoint to the agent's GPU); returns the module."""
+        for part in (self.bonus_model, self.int_critic):
+            if part is None:
+                continue
+            part.to(device)
+            for optimiser in part.optimisers().values():
+                # loading a state dict casts the moments onto their parameters' device
+                optimiser.optimizer.load_state_dict(optimiser.optimizer.state_dict())
+        return self
 
     @contextmanager
     def own_torch_rng(self) -> Iterator[None]:

@@ -93,7 +93,7 @@ class ICMBonus(BonusModel):
         encoder = self.action_encoder
         if isinstance(encoder.space, spaces.Box):
             return (predicted - self.tensor(encoder.encode(batch.actions))).pow(2).sum(-1).mean()
-        targets = torch.as_tensor(batch.actions, dtype=torch.long) - torch.as_tensor(encoder.starts)
+        targets = torch.as_tensor(batch.actions - encoder.starts, dtype=torch.long, device=predicted.device)
         loss = predicted.new_zeros(())
         for column, logits in enumerate(predicted.split(encoder.sizes, dim=-1)):  # one head per component
             loss = loss + F.cross_entropy(logits, targets[:, column])

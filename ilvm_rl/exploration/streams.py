@@ -108,7 +108,11 @@ class IntrinsicCritic(torch.nn.Module):
         self.epochs, self.batch_size = epochs, batch_size
 
     def _forward(self, obs: np.ndarray) -> torch.Tensor:
-        return self.net(torch.as_tensor(self.obs_norm(obs), dtype=torch.float32)).squeeze(-1)
+        return self.net(self._tensor(self.obs_norm(obs))).squeeze(-1)
+
+    def _tensor(self, array: np.ndarray) -> torch.Tensor:
+        """``array`` as a float32 tensor on the critic's device."""
+        return torch.as_tensor(array, dtype=torch.float32, device=next(self.net.parameters()).device)
 
     def values(self, obs: np.ndarray) -> np.ndarray:
         """``(n,)`` values of flat observations ``(n, obs_dim)``; non-finite rows get 0."""
@@ -116,7 +120,7 @@ class IntrinsicCritic(torch.nn.Module):
         values = np.zeros(len(obs), dtype=np.float32)
         if finite.any():
             with torch.no_grad():
-                values[finite] = self._forward(obs[finite]).numpy()
+                values[finite] = self._forward(obs[finite]).cpu().numpy()
         return values
 
     def fit(self, obs: np.ndarray, returns: np.ndarray, rng: np.random.Generator) -> dict[str, float]:
@@ -134,7 +138,7 @@ class IntrinsicCritic(torch.nn.Module):
             order = rng.permutation(len(obs))
             for start in range(0, len(obs), self.batch_size):
                 rows = order[start : start + self.batch_size]
-                target = torch.as_tensor(returns[rows], dtype=torch.float32)
+                target = self._tensor(returns[rows])
                 loss = (self._forward(obs[rows]) - target).pow(2).mean()
                 if guarded_step([(loss, self.optim)]):
                     losses.append(float(loss.detach()))

@@ -141,13 +141,13 @@ class StateModel(nn.Module):
         self.stats.update(flat_obs)
         for key, value in self.stats.state().items():
             getattr(self, f"stats_{key}").copy_(torch.as_tensor(value).reshape(-1))
-        free = torch.as_tensor(~self.bounded)
-        self.centre[free] = torch.as_tensor(self.stats.mean, dtype=torch.float32)[free]
-        self.half_width[free] = torch.as_tensor(self.stats.std, dtype=torch.float32)[free]
+        free = torch.as_tensor(~self.bounded, device=self.centre.device)
+        self.centre[free] = torch.as_tensor(self.stats.mean, dtype=torch.float32, device=self.centre.device)[free]
+        self.half_width[free] = torch.as_tensor(self.stats.std, dtype=torch.float32, device=self.centre.device)[free]
 
     def statistics(self) -> dict[str, np.ndarray]:
         """The running input statistics as kept in the buffers (``mean``, ``var``, ``count``)."""
-        return {key: getattr(self, f"stats_{key}").numpy() for key in ("mean", "var", "count")}
+        return {key: getattr(self, f"stats_{key}").cpu().numpy() for key in ("mean", "var", "count")}
 
     def scaled(self, flat_obs: torch.Tensor) -> torch.Tensor:
         """Raw flat observations ``(B, dim)`` to the model's inputs ``(B, dim)``."""
@@ -208,7 +208,8 @@ class StateModelTrainer:
         rows = batch.finite_rows()
         if not rows.any():
             return None
-        loss = self.state_model.model.loss(None, self.state_model.scaled(torch.as_tensor(batch.next_obs[rows])))
+        next_obs = torch.as_tensor(batch.next_obs[rows], device=self.state_model.centre.device)
+        loss = self.state_model.model.loss(None, self.state_model.scaled(next_obs))
         return self.optims.step(loss)
 
 

@@ -169,11 +169,15 @@ class ExplorationCallback(BaseCallback):
             )
         env = self.training_env
         if self.explorer is None:
-            self.explorer = Explorer(self.config, env.observation_space, env.action_space, env.num_envs, self.seed)
+            self.explorer = Explorer(
+                self.config, env.observation_space, env.action_space, env.num_envs, self.seed, device=self.model.device
+            )
         elif self.explorer.n_envs != env.num_envs:
             raise ValueError(
                 f"the exploration module was built for {self.explorer.n_envs} envs, the agent has {env.num_envs}"
             )
+        else:  # a module restored from a checkpoint, on whatever device it was made on
+            self.explorer.to(self.model.device)
         if self.config.store_capacity < self.model.n_steps * env.num_envs:
             raise ValueError(
                 f"exploration store_capacity={self.config.store_capacity} is smaller than one rollout "
