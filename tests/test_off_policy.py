@@ -347,3 +347,26 @@ def test_replay_and_module_are_saved_without_pickle_and_restored(tmp_path: Path)
         load_replay(dqn(two_envs(), buffer_size=80).replay_buffer, tmp_path / "replay.npz")
     with pytest.raises(CheckpointError, match="missing"):
         load_replay(fresh.replay_buffer, tmp_path / "nothing.npz")
+
+
+def test_a_checkpoint_taken_during_the_warm_up_keeps_its_steps_for_the_bonus_statistics(tmp_path: Path) -> None:
+    """Steps added before any batch was sampled (``learning_starts``) are scored after a restore, as
+    they would have been without one."""
+    model = dqn(two_envs(), learning_starts=100)
+    callback = ReplayExplorationCallback(checkpoint_dir=tmp_path / "exploration")
+    model.learn(24, callback=callback)  # 12 steps of each env, all in the warm-up: none scored yet
+    assert model.replay_buffer.bonus.rows_scored == 0
+    callback.save()
+    save_replay(model.replay_buffer, tmp_path / "replay.npz")
+    fresh = dqn(two_envs(), learning_starts=100)
+    load_replay(fresh.replay_buffer, tmp_path / "replay.npz")
+    restore_module(fresh, tmp_path / "exploration")
+    assert (fresh.replay_buffer.bonus.rows_added, fresh.replay_buffer.bonus.rows_scored) == (12, 0)
+    for buffer in (model.replay_buffer, fresh.replay_buffer):
+        buffer.sample(4)  # scores the warm-up
+    stats, fresh_stats = (
+        model.replay_buffer.bonus.explorer.scaler.stats,
+        fresh.replay_buffer.bonus.explorer.scaler.stats,
+    )
+    assert fresh_stats.count == stats.count > 0
+    np.testing.assert_allclose(fresh_stats.std, stats.std, rtol=1e-6)

@@ -107,8 +107,8 @@ class ReplayBonus:
         )
 
     def set_explorer(self, explorer: Explorer) -> None:
-        """Use a restored module (from :func:`ilvm_rl.checkpoint.load_explorer`); every transition in
-        the buffer counts as scored."""
+        """Use a restored module (from :func:`ilvm_rl.checkpoint.load_explorer`); which transitions
+        of the buffer it has scored is the buffer's to say (:func:`load_replay`)."""
         if explorer.store is not None:
             raise CheckpointError(
                 "the exploration checkpoint keeps a replay of its own: it was written by an on-policy run"
@@ -119,7 +119,6 @@ class ReplayBonus:
                 f"the replay buffer has {self.buffer.n_envs}"
             )
         self.explorer = explorer
-        self.rows_added = self.rows_scored = self.buffer.size()
 
     def transitions(self, rows: np.ndarray, envs: np.ndarray) -> TransitionBatch:
         """The stored transitions at ``(rows[k], envs[k])`` as the module reads them: original
@@ -395,11 +394,15 @@ def _replay_arrays(buffer: ReplayBuffer) -> dict[str, np.ndarray]:
 
 
 def save_replay(buffer: ReplayBuffer, path: str | Path) -> Path:
-    """Write a replay buffer's arrays and position to ``path`` (numpy ``.npz``, no pickle), atomically."""
+    """Write a replay buffer's arrays and position to ``path`` (numpy ``.npz``, no pickle), atomically;
+    for an exploration replay buffer, also how many of its latest steps the module has not scored yet
+    (``unscored_steps``: those of a warm-up, ``learning_starts``, before any batch was sampled)."""
     path = Path(path)
     partial = path.with_name(path.name + ".partial")
     with partial.open("wb") as file:
         arrays = {**_replay_arrays(buffer), "pos": np.array(buffer.pos), "full": np.array(buffer.full)}
+        if isinstance(buffer, ExplorationReplayBuffer):
+            arrays["unscored_steps"] = np.array(buffer.bonus.rows_added - buffer.bonus.rows_scored)
         np.savez(file, **arrays)  # type: ignore[arg-type]  # numpy's stub reads ** as its allow_pickle flag
     partial.replace(path)
     return path
@@ -435,4 +438,7 @@ def load_replay(buffer: ReplayBuffer, path: str | Path) -> None:
         raise CheckpointError(f"{path}: the buffer's position ('pos', 'full') is missing")
     buffer.pos, buffer.full = int(arrays["pos"]), bool(arrays["full"])
     if isinstance(buffer, ExplorationReplayBuffer):
-        buffer.bonus.rows_added = buffer.bonus.rows_scored = buffer.size()
+        # the steps the module had not scored are scored at the next sample, as they would have been
+        unscored = int(arrays["unscored_steps"]) if "unscored_steps" in arrays else 0  # older files: none
+        buffer.bonus.rows_added = buffer.size()
+        buffer.bonus.rows_scored = buffer.size() - min(unscored, buffer.size())
