@@ -178,11 +178,22 @@ def from_dict(cls: type[T], data: dict[str, Any], where: str) -> T:
         raise ConfigError(f"{where}: unknown key {unknown[0]!r}; accepted keys: {', '.join(sorted(accepted))}")
     for name, value in data.items():
         if name in fields and name not in kwargs:
-            kwargs[name] = _convert(value, hints[name], f"{where}.{name}")
+            kwargs[name] = _convert(_over_default(fields[name], value), hints[name], f"{where}.{name}")
     try:
         return cls(**kwargs)
     except ValueError as error:
         raise ConfigError(f"{where}: {error}") from error
+
+
+def _over_default(field: dataclasses.Field[Any], value: Any) -> Any:
+    """``value`` for a field whose default is a settings object: its keys merged over that default's,
+    so that a key left out takes the value the field has in Python, not its class's own default."""
+    if not isinstance(value, dict) or field.default_factory is dataclasses.MISSING:
+        return value
+    default = field.default_factory()
+    if not dataclasses.is_dataclass(default) or isinstance(default, type):
+        return value
+    return merge_settings(type(default), to_dict(default), value)
 
 
 def _field_names(cls: Any) -> set[str]:
@@ -213,7 +224,11 @@ def _variant(name: str, field: dataclasses.Field[Any], data: dict[str, Any], whe
                 f"{where}: key {foreign[0]!r} belongs to {name} {other!r}, not {chosen!r}; "
                 f"{name} {chosen!r} reads {', '.join(sorted(own)) or 'no keys of its own'}"
             )
-    value: Any = from_dict(variants[chosen], {key: data[key] for key in own if key in data}, where)
+    given = {key: data[key] for key in own if key in data}
+    default = field.default_factory()
+    # the field's own default, where it is the chosen variant, fills the keys left out
+    base = to_dict(default) if type(default) is variants[chosen] else {}
+    value: Any = from_dict(variants[chosen], {**base, **given}, where)
     return value, own
 
 

@@ -86,8 +86,8 @@ def test_each_bonus_is_written_flat_beside_its_name_and_read_back(bonus) -> None
     own = {field.name for field in dataclasses.fields(bonus)}
     assert list(plain)[: 1 + len(own)] == ["bonus", *(f.name for f in dataclasses.fields(bonus))]
     assert from_dict(ExplorationConfig, plain, "x") == config
-    # the default bonus is the state model's novelty, as before the bonus had a name
-    assert from_dict(ExplorationConfig, {}, "x").bonus == ILVMScoreConfig(score="novelty")
+    # a section without a bonus gets the default one, the ppo_ilvm recipe's (tests/test_defaults.py)
+    assert from_dict(ExplorationConfig, {}, "x") == ExplorationConfig()
 
 
 def test_wrong_type_names_the_key(tmp_path: Path) -> None:
@@ -158,7 +158,9 @@ def test_an_algorithm_argument_of_the_wrong_type_is_named_before_anything_runs(t
 
 
 def test_a_bonus_setting_needs_a_bonus_to_change() -> None:
-    with pytest.raises(ConfigError, match=r"agent ppo has no exploration bonus to change .*\(ppo_icm, ppo_ilvm, "):
+    with pytest.raises(
+        ConfigError, match=r"agent ppo has no exploration bonus to change .*\(ppo_disagreement, ppo_icm, ppo_ilvm, "
+    ):
         load_recipe("ppo", "CartPole-v1", {"exploration": {"int_coef": 0.5}})
     with pytest.raises(ConfigError, match=r"pick an agent that has one \(dqn_ilvm, dqn_rnd\)"):  # of its own algorithm
         load_recipe("dqn", "MountainCar-v0", {"exploration": {"int_coef": 0.5}})

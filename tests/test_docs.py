@@ -118,7 +118,8 @@ def test_a_variant_field_lists_its_names_and_each_class_sits_beside_its_name() -
     markdown = hook.config_reference(ExplorationConfig)
     bonus = table_rows(markdown, "ExplorationConfig")["bonus"]
     assert (
-        bonus[0].startswith("`ilvm` ([ILVMScoreConfig](#ilvmscoreconfig)) or `disagreement`") and bonus[1] == "`ilvm`"
+        bonus[0].startswith("`ilvm` ([ILVMScoreConfig](#ilvmscoreconfig)) or `disagreement`")
+        and bonus[1] == '`disagreement` with `samples: 16`, `target: "next_obs"`'
     )
     assert "Keys under `exploration`" not in markdown  # the root here is ExplorationConfig itself
     assert "Top-level keys, beside `bonus: rnd`." in markdown

@@ -121,12 +121,21 @@ def variants_text(field: dataclasses.Field[Any]) -> str:
     return " or ".join(f"`{name}` ([{cls.__name__}](#{anchor(cls)}))" for name, cls in field.metadata[VARIANTS].items())
 
 
+def changed_keys(value: Any) -> list[str]:
+    """The keys of a settings object where it differs from its class's own defaults, as ``key: value``."""
+    own, plain = to_dict(type(value)()), to_dict(value)
+    return [f"`{key}: {json.dumps(plain[key])}`" for key in plain if plain[key] != own[key]]
+
+
 def default_text(field: dataclasses.Field[Any]) -> str:
     """A field's default as a settings file writes it; for a nested dataclass, the keys where it
-    differs from that class's own defaults; for a variant field, the name of its default variant."""
+    differs from that class's own defaults; for a variant field, the name of its default variant
+    and those keys."""
     if VARIANTS in field.metadata:
         default = field.default_factory()  # type: ignore[misc]
-        return f"`{next(name for name, cls in field.metadata[VARIANTS].items() if type(default) is cls)}`"
+        name = next(name for name, cls in field.metadata[VARIANTS].items() if type(default) is cls)
+        changed = changed_keys(default)
+        return f"`{name}`" + (f" with {', '.join(changed)}" if changed else "")
     if field.default is not dataclasses.MISSING:
         value = field.default
     elif field.default_factory is not dataclasses.MISSING:
@@ -134,9 +143,7 @@ def default_text(field: dataclasses.Field[Any]) -> str:
     else:
         return "required"
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        own, plain = to_dict(type(value)()), to_dict(value)
-        changed = [f"`{key}: {json.dumps(plain[key])}`" for key in plain if plain[key] != own[key]]
-        return ", ".join(changed) if changed else f"{type(value).__name__}'s defaults"
+        return ", ".join(changed_keys(value)) or f"{type(value).__name__}'s defaults"
     if isinstance(value, str) and value:
         return f"`{value}`"
     return f"`{json.dumps(to_dict(value))}`"

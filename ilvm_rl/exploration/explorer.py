@@ -11,12 +11,13 @@ from collections import deque
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 
 import numpy as np
 import torch
 from gymnasium import spaces
 
-from ilvm_rl.config import VARIANTS
+from ilvm_rl.config import VARIANTS, ConfigError
 from ilvm_rl.data.replay import TransitionBatch, TransitionStore
 from ilvm_rl.data.spaces import Observation, TransitionCodec
 from ilvm_rl.data.statistics import RunningMeanStd
@@ -110,7 +111,11 @@ class ExplorationConfig:
         model: the ILVM's settings (for ``rnd`` and ``icm``, only ``hidden_sizes`` is read).
     """
 
-    bonus: BonusConfig = field(default_factory=ILVMScoreConfig, metadata={VARIANTS: BONUSES})
+    # the defaults are the ppo_ilvm recipe's settings (tests/test_config.py holds them to it), set here
+    # and not in the bonus's and model's own classes, which the other bonuses and modules build on
+    bonus: BonusConfig = field(
+        default_factory=partial(DisagreementConfig, samples=16, target="next_obs"), metadata={VARIANTS: BONUSES}
+    )
     int_coef: float = 1.0
     int_coef_final: float | None = None
     int_coef_final_at: float = 1.0
@@ -126,7 +131,31 @@ class ExplorationConfig:
     recent_fraction: float = 0.5
     learning_rate: float = 1e-3
     train_every: int = 1
-    model: ModelConfig = field(default_factory=ModelConfig)
+    model: ModelConfig = field(default_factory=lambda: ModelConfig(objectives=("energy",)))
+
+    @classmethod
+    def from_recipe(cls, recipe: str, env_id: str) -> ExplorationConfig:
+        """The exploration settings a recipe gives an environment, e.g.
+        ``ExplorationConfig.from_recipe("ppo_ilvm", "MountainCar-v0")``.
+
+        Args:
+            recipe: a recipe's name (``ilvm-rl recipes`` lists them) or the path of a recipe file.
+            env_id: a registered Gymnasium id; the recipe's section for it, if any, is merged over
+                its ``default`` section.
+
+        Raises:
+            ConfigError: the recipe or id is unknown, or the recipe gives the environment no
+                exploration section.
+        """
+        from ilvm_rl.recipes import load_recipe  # recipes are made of this module's settings
+
+        exploration = load_recipe(recipe, env_id)[0].exploration
+        if exploration is None:
+            raise ConfigError(
+                f"recipe {recipe} has no exploration section for {env_id}; pick a recipe with a bonus "
+                "(ilvm-rl recipes lists them)"
+            )
+        return exploration
 
     def __post_init__(self) -> None:
         if not isinstance(self.bonus, tuple(BONUSES.values())):
