@@ -73,6 +73,7 @@ from ilvm_rl.run_state import (
     load_weights,
     recover_pair,
     restore_position,
+    restore_random_streams,
     restore_reward_scale,
     save_pair,
 )
@@ -542,6 +543,8 @@ def _build(
                 exploration = restore_replay(model, recipe, run_dir, spec.seed)
             elif recipe.exploration is not None:
                 exploration = with_exploration(model, checkpoint=run_dir / EXPLORATION_DIR, seed=spec.seed)
+            if state.random_streams is not None:  # last: building the agent and the module drew from them
+                restore_random_streams(model, state.random_streams)
         else:
             if recipe.representation is not None:
                 checkpoint = pretrained_checkpoint(spec, recipe, run_dir)

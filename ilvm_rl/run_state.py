@@ -8,7 +8,8 @@ last ``checkpoint.json``, the mark that the rest is complete), then moved into t
 while the pending pair is written leaves the previous pair untouched (the incomplete one is thrown
 away); a kill while it is moved in is finished by the next resume (the mark says the pending pair is
 whole). ``checkpoint.json`` records the step count that the model's zip and the module's
-``settings.json`` must both carry.
+``settings.json`` must both carry, and what SB3 keeps outside the zip: its random streams and DQN's
+target-update phase. The environments are not part of a checkpoint: a resumed run restarts them.
 
 Why no pickle: SB3's ``load`` unpickles the zip's ``data`` entries, so a run folder from elsewhere
 could run code. The model is rebuilt from the run's recipe, and only its tensors are read
@@ -22,6 +23,7 @@ import io
 import json
 import os
 import pickle
+import random
 import shutil
 import struct
 import time
@@ -50,7 +52,9 @@ MODEL_FILE, EXPLORATION_DIR, STATE_FILE = "model.zip", "exploration", "checkpoin
 REPLAY_FILE = "replay.npz"
 PENDING_DIR = "checkpoint.partial"
 PROGRESS_FILE, STEP_COLUMN = "progress.csv", "time/total_timesteps"
-STATE_VERSION = 1
+# 2: SB3's random streams and DQN's target-update phase (a record of version 1 resumes without them)
+STATE_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 
 
 @dataclass
@@ -65,6 +69,10 @@ class RunState:
             ``rollout/ep_rew_mean`` goes on where it stood.
         reward_scale: the running statistics of the recipe's ``normalize_reward`` (``VecNormalize``'s,
             rewards only; its own ``save`` would pickle them), or None.
+        random_streams: the random streams SB3 seeds (:func:`random_streams`), so that a resumed
+            run draws what follows the checkpoint instead of its seed's first numbers again; None in
+            records written before they were kept.
+        n_calls: DQN's ``_n_calls``, the phase of its target-network updates (None for other agents).
     """
 
     steps: int = 0
@@ -72,6 +80,8 @@ class RunState:
     wall_time_s: float = 0.0
     episodes: list[dict[str, float]] = field(default_factory=list)
     reward_scale: dict[str, Any] | None = None
+    random_streams: dict[str, Any] | None = None
+    n_calls: int | None = None
 
 
 def reward_scale_state(normalizer: VecNormalize) -> dict[str, Any]:
@@ -93,6 +103,41 @@ def restore_reward_scale(normalizer: VecNormalize, state: dict[str, Any]) -> Non
     normalizer.returns = np.asarray(state["returns"], dtype=np.float64).reshape(normalizer.returns.shape)
 
 
+def random_streams(model: BaseAlgorithm) -> dict[str, Any]:
+    """The random streams SB3 seeds (``set_random_seed``: torch's, numpy's and Python's global ones,
+    and the action space's, which draws the off-policy warm-up's and DQN's random actions), as JSON
+    values for :func:`restore_random_streams`."""
+    numpy_state = np.random.get_state(legacy=False)
+    python_version, python_internal, python_gauss = random.getstate()
+    return {
+        "torch": torch.get_rng_state().tolist(),
+        "numpy": {**numpy_state, "state": {**numpy_state["state"], "key": numpy_state["state"]["key"].tolist()}},
+        "python": [python_version, list(python_internal), python_gauss],
+        "action_space": model.action_space.np_random.bit_generator.state,
+    }
+
+
+def restore_random_streams(model: BaseAlgorithm, streams: dict[str, Any]) -> None:
+    """Put the streams :func:`random_streams` recorded back; call it last when rebuilding a run, after
+    everything that draws from them while it is built (initial weights, the exploration module).
+
+    Raises:
+        CheckpointError: a stream is missing or malformed.
+    """
+    try:
+        torch.set_rng_state(torch.tensor(streams["torch"], dtype=torch.uint8))
+        numpy_state = streams["numpy"]
+        key = np.asarray(numpy_state["state"]["key"], dtype=np.uint32)
+        np.random.set_state({**numpy_state, "state": {**numpy_state["state"], "key": key}})
+        python_version, python_internal, python_gauss = streams["python"]
+        random.setstate((python_version, tuple(python_internal), python_gauss))
+        model.action_space.np_random.bit_generator.state = streams["action_space"]
+    except (KeyError, TypeError, ValueError, RuntimeError) as error:
+        raise CheckpointError(
+            f"{STATE_FILE}: random_streams cannot be restored ({type(error).__name__}: {error})"
+        ) from error
+
+
 def save_pair(run_dir: Path, model: BaseAlgorithm, explorer: Explorer | None, wall_time_s: float) -> None:
     """Write ``model`` and ``explorer`` as one checkpoint of ``run_dir`` (see the module docstring)."""
     pending = run_dir / PENDING_DIR
@@ -110,6 +155,8 @@ def save_pair(run_dir: Path, model: BaseAlgorithm, explorer: Explorer | None, wa
         wall_time_s,
         list(model.ep_info_buffer or []),
         reward_scale_state(normalizer) if normalizer is not None else None,
+        random_streams(model),
+        getattr(model, "_n_calls", None),
     )
     marker = pending / (STATE_FILE + ".tmp")
     marker.write_text(json.dumps({"format_version": STATE_VERSION, **asdict(state)}, indent=2))
@@ -154,8 +201,8 @@ def recover_pair(run_dir: Path, with_exploration: bool) -> RunState:
         )
     try:
         record = json.loads(path.read_text())
-        if record.pop("format_version") != STATE_VERSION:
-            raise ValueError(f"format_version is not {STATE_VERSION}")
+        if record.pop("format_version") not in READABLE_VERSIONS:
+            raise ValueError(f"format_version is not one of {READABLE_VERSIONS}")
         state = RunState(**record)
     except (json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as error:
         raise CheckpointError(f"{path}: not a checkpoint record of this package ({error})") from error
@@ -223,6 +270,8 @@ def restore_position(model: BaseAlgorithm, state: RunState, total_steps: int) ->
     model._current_progress_remaining = 1.0 - state.steps / total_steps
     model.ep_info_buffer = deque(state.episodes, maxlen=model._stats_window_size)
     model.ep_success_buffer = deque(maxlen=model._stats_window_size)
+    if state.n_calls is not None:
+        model._n_calls = state.n_calls  # type: ignore[attr-defined]  # DQN's only
 
 
 def continued_logger(tb_dir: Path, steps: int | None) -> Logger:

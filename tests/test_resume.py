@@ -1,20 +1,24 @@
 """Resuming a run: ``module:Name`` ids, no pickle on the load path, logs that continue, and a model
 and module that must belong together."""
 
+import copy
 import csv
 import json
 import pickle
+import random
 import shutil
+import zipfile
 from pathlib import Path
 
 import cloudpickle
 import numpy as np
 import pytest
 import torch
-from fast import FAST, FAST_FLAGS
+from fast import FAST, FAST_FLAGS, FAST_OFF_POLICY
 from stable_baselines3 import PPO, SAC
 from tensorboard.compat.proto.event_pb2 import Event
 
+from ilvm_rl import run as run_module
 from ilvm_rl.cli import main
 from ilvm_rl.exploration.checkpoint import read_checkpoint_steps
 from ilvm_rl.representation.state_model import StateModel
@@ -227,3 +231,77 @@ def test_a_run_killed_after_its_last_save_resumes_to_its_results_without_trainin
     assert resumed["steps"] == 128 and progress_steps(run_dir) == rows
     assert resumed["final_eval_return"] == results["final_eval_return"]
     assert resumed["wall_time_s"] == pytest.approx(results["wall_time_s"], abs=0.05)  # no training time added
+
+
+def next_draws(model) -> dict:
+    """What SB3's random streams would give next (drawn from copies: the streams stay as they are),
+    and DQN's target-update phase."""
+    numpy_stream, python_stream = np.random.RandomState(), random.Random()
+    numpy_stream.set_state(np.random.get_state())
+    python_stream.setstate(random.getstate())
+    action_space = copy.deepcopy(model.action_space)
+    return {
+        "torch": torch.get_rng_state().tolist(),
+        "numpy": numpy_stream.random_sample(4).tolist(),
+        "python": [python_stream.random() for _ in range(4)],
+        "action_space": [np.asarray(action_space.sample()).tolist() for _ in range(4)],
+        "n_calls": getattr(model, "_n_calls", None),
+    }
+
+
+@pytest.mark.parametrize("agent", ["ppo_ilvm", "dqn_ilvm"])
+def test_a_resumed_run_goes_on_from_the_random_streams_of_its_checkpoint(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, agent: str
+) -> None:
+    saved: list[dict] = []
+    resumed: list[dict] = []
+    save_pair = run_module.save_pair
+
+    def save_and_note(run_dir, model, explorer, wall_time_s):
+        saved.append(next_draws(model))
+        save_pair(run_dir, model, explorer, wall_time_s)
+
+    class NotingRecorder(run_module.EpisodeRecorder):
+        def _on_training_start(self) -> None:
+            resumed.append(next_draws(self.model))
+            super()._on_training_start()
+
+    monkeypatch.setattr(run_module, "save_pair", save_and_note)
+    settings = FAST if agent.startswith("ppo") else FAST_OFF_POLICY
+    run_dir = interrupted(tmp_path / "run", agent=agent, **settings)
+    at_checkpoint = saved[-1]  # the first segment's last save, at step 256
+    monkeypatch.setattr(run_module, "EpisodeRecorder", NotingRecorder)
+    assert main(["train", "--resume", str(run_dir), "--no-progress"]) == 0
+    assert resumed == [at_checkpoint]
+    if agent.startswith("dqn"):
+        assert at_checkpoint["n_calls"] > 0
+
+
+def logged_values(run_dir: Path) -> list[dict[str, str]]:
+    """The rows of ``progress.csv`` without the clock's columns (``time/``, ``*_time_ms``)."""
+    with (run_dir / "tb" / "progress.csv").open() as file:
+        rows = list(csv.DictReader(file))
+    clock = [key for key in rows[0] if key.startswith("time/") or key.endswith("_time_ms")]
+    return [{key: value for key, value in row.items() if key not in clock} for row in rows]
+
+
+@pytest.mark.parametrize(
+    ("agent", "env_id", "settings"),
+    [
+        ("ppo_ilvm", "CartPole-v1", FAST),
+        ("dqn_ilvm", "CartPole-v1", FAST_OFF_POLICY),
+        ("sac_ilvm", "user_env_module:UserPendulum-v0", FAST_OFF_POLICY),
+    ],
+)
+def test_resuming_one_checkpoint_twice_gives_the_same_run(tmp_path: Path, agent: str, env_id: str, settings) -> None:
+    first = interrupted(tmp_path / "first", agent=agent, env_id=env_id, **settings)
+    second = shutil.copytree(first, tmp_path / "second")
+    for run_dir in (first, second):
+        assert main(["train", "--resume", str(run_dir), "--no-progress"]) == 0
+    assert (first / "episodes.csv").read_text() == (second / "episodes.csv").read_text()
+    assert logged_values(first) == logged_values(second) and len(logged_values(first)) > 1
+    assert json.loads((first / "eval.json").read_text()) == json.loads((second / "eval.json").read_text())
+    with zipfile.ZipFile(first / "model.zip") as one, zipfile.ZipFile(second / "model.zip") as other:
+        assert one.read("policy.pth") == other.read("policy.pth")
+    module = Path("exploration", "weights.safetensors")
+    assert (first / module).read_bytes() == (second / module).read_bytes()

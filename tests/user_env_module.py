@@ -7,3 +7,5 @@ from toy_envs import CounterEnv
 gym.register(
     "UserCounter-v0", entry_point=CounterEnv, kwargs={"length": 8}, max_episode_steps=20, reward_threshold=-5.0
 )
+# Pendulum-v1 with short episodes: an off-policy agent for Box actions logs within a toy budget
+gym.register("UserPendulum-v0", entry_point="gymnasium.envs.classic_control.pendulum:PendulumEnv", max_episode_steps=32)
