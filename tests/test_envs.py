@@ -13,13 +13,13 @@ import pytest
 from gymnasium.utils.env_checker import check_env
 
 from ilvm_rl.bench import load_suite
-from ilvm_rl.envs.doorkey import DOORKEY_STEPS, FlatViewWrapper, doorkey_8x8
+from ilvm_rl.envs.doorkey import DONE_ACTION, DOORKEY_STEPS, FlatViewWrapper, doorkey_8x8, doorkey_tv_8x8
 from ilvm_rl.envs.fork import ADVANCE, BACK, FORK_BRANCHES, LOWER, SWITCH, UPPER, ForkEnv
 from ilvm_rl.envs.layout import MOVES, Layout
 from ilvm_rl.envs.maze import MazeEnv
 from ilvm_rl.envs.navigation import TV_ACTION, NoisyTVEnv, TVGridEnv
 from ilvm_rl.envs.pixels import AGENT, GOAL, PixelRoomEnv
-from ilvm_rl.envs.room import OpenRoomEnv
+from ilvm_rl.envs.room import TV_PATCH_PIXELS, OpenRoomEnv, OpenRoomPixelsEnv
 
 HAS_MINIGRID = importlib.util.find_spec("minigrid") is not None
 needs_minigrid = pytest.mark.skipif(not HAS_MINIGRID, reason='needs the minigrid extra: pip install -e ".[minigrid]"')
@@ -28,9 +28,15 @@ needs_minigrid = pytest.mark.skipif(not HAS_MINIGRID, reason='needs the minigrid
 REGISTERED_IDS = sorted(env_id for env_id in gym.registry if env_id.startswith("ilvm/"))
 NAVIGATION_IDS = ["ilvm/NoisyTVNone-v0", "ilvm/NoisyTVAction-v0", "ilvm/NoisyTVPlace-v0"]
 ROOM_IDS = ["ilvm/OpenRoomNone-v0", "ilvm/OpenRoomAction-v0", "ilvm/OpenRoomPlace-v0"]
+WIDE_ROOM_IDS = [
+    *(f"ilvm/OpenRoom{kind}{values}-v0" for kind in ("Action", "Place") for values in (32, 128)),
+    "ilvm/OpenRoomActionUnit-v0",
+]
 DOORKEY_ID = "ilvm/DoorKey8x8-v0"
+DOORKEY_TV_ID = "ilvm/DoorKeyTV8x8-v0"
+DOORKEY_IDS = {DOORKEY_ID: doorkey_8x8, DOORKEY_TV_ID: doorkey_tv_8x8}
 # the ids backed by an optional extra, whose tests skip without it
-EXTRA_IDS = {DOORKEY_ID: needs_minigrid}
+EXTRA_IDS = {DOORKEY_ID: needs_minigrid, DOORKEY_TV_ID: needs_minigrid}
 ENV_IDS = [
     pytest.param(env_id, marks=EXTRA_IDS[env_id]) if env_id in EXTRA_IDS else env_id for env_id in REGISTERED_IDS
 ]
@@ -42,10 +48,13 @@ RANDOM_IDS = [
     "ilvm/OpenRoomPlace-v0",
     "ilvm/Fork-v0",
     "ilvm/PixelRoom-v0",
+    *WIDE_ROOM_IDS,
+    "ilvm/OpenRoomPixels-v0",
     pytest.param(DOORKEY_ID, marks=needs_minigrid),
+    pytest.param(DOORKEY_TV_ID, marks=needs_minigrid),
 ]
 # the ids whose observations are images rather than float vectors
-IMAGE_IDS = ["ilvm/PixelRoom-v0"]
+IMAGE_IDS = ["ilvm/PixelRoom-v0", "ilvm/OpenRoomPixels-v0"]
 
 
 def rollout(env_id: str, seed: int, steps: int = 300) -> list[tuple]:
@@ -97,7 +106,7 @@ def walk_past_the_tv(env: gym.Env, route: list[int]) -> list[tuple[float, bool, 
 
 def test_every_ilvm_env_is_registered() -> None:
     assert REGISTERED_IDS == sorted(
-        [*NAVIGATION_IDS, *ROOM_IDS, "ilvm/Fork-v0", "ilvm/Maze-v0", *IMAGE_IDS, DOORKEY_ID]
+        [*NAVIGATION_IDS, *ROOM_IDS, *WIDE_ROOM_IDS, "ilvm/Fork-v0", "ilvm/Maze-v0", *IMAGE_IDS, *DOORKEY_IDS]
     )
     for env_id in REGISTERED_IDS:
         spec = gym.spec(env_id)
@@ -109,12 +118,12 @@ def test_env_passes_the_env_checker_without_warnings(env_id: str) -> None:
     env = gym.make(env_id)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        if env_id == DOORKEY_ID:
+        if env_id in DOORKEY_IDS:
             # MiniGrid's own env observes a dict; the task is the wrapped one, which the checker
             # warns about and then checks in full
             warnings.filterwarnings("ignore", message=".*different from the unwrapped version")
             warnings.filterwarnings("ignore", message=".*not having a spec")
-            check_env(doorkey_8x8())
+            check_env(DOORKEY_IDS[env_id]())
         else:
             check_env(env.unwrapped)
     space = env.observation_space
@@ -125,7 +134,7 @@ def test_env_passes_the_env_checker_without_warnings(env_id: str) -> None:
         assert isinstance(space, gym.spaces.Box) and space.dtype == np.float32 and len(space.shape) == 1
         assert np.isfinite(space.low).all() and np.isfinite(space.high).all()
     assert isinstance(env.action_space, gym.spaces.Discrete)
-    if env_id != DOORKEY_ID:  # MiniGrid renders images only
+    if env_id not in DOORKEY_IDS:  # MiniGrid renders images only
         assert isinstance(gym.make(env_id, render_mode="ansi").unwrapped.render(), str)
 
 
@@ -364,7 +373,9 @@ def test_maze_goal_is_far_but_within_the_time_limit() -> None:
         assert observation[2:].tolist() == [float(wall) for wall in walls]
 
 
-@pytest.mark.parametrize("env_id", ["ilvm/Maze-v0", *NAVIGATION_IDS, *ROOM_IDS])
+@pytest.mark.parametrize(
+    "env_id", ["ilvm/Maze-v0", *NAVIGATION_IDS, *ROOM_IDS, *WIDE_ROOM_IDS, "ilvm/OpenRoomPixels-v0"]
+)
 def test_random_policy_does_not_solve_the_sparse_tasks(env_id: str) -> None:
     env = gym.make(env_id)
     env.reset(seed=0)
@@ -378,7 +389,7 @@ def test_random_policy_does_not_solve_the_sparse_tasks(env_id: str) -> None:
                 break
 
 
-@pytest.mark.parametrize("suite", ["noisy_tv", "maze", "pixel_room", "open_room", "doorkey", "continuous"])
+@pytest.mark.parametrize("suite", ["noisy_tv", "maze", "pixel_room", "open_room", "doorkey", "continuous", "width"])
 def test_suites_load_with_the_registered_thresholds(suite: str) -> None:
     path = resources.files("ilvm_rl.envs") / "suites" / f"{suite}.yaml"
     loaded = load_suite(str(path))
@@ -424,3 +435,40 @@ def test_pixel_room_shows_agent_and_goal_and_pays_for_each_goal_reached() -> Non
     assert spec.reward_threshold is not None and goals >= spec.reward_threshold
     with pytest.raises(ValueError, match="divide 36"):
         PixelRoomEnv(size=5)
+
+
+def test_the_unit_interval_room_is_the_same_room_rescaled() -> None:
+    symmetric, unit = rollout("ilvm/OpenRoomAction-v0", seed=5), rollout("ilvm/OpenRoomActionUnit-v0", seed=5)
+    assert gym.make("ilvm/OpenRoomActionUnit-v0").observation_space == gym.spaces.Box(0.0, 1.0, (10,), np.float32)
+    for one, other in zip(symmetric, unit, strict=True):
+        np.testing.assert_allclose((one[0] + 1.0) / 2.0, other[0])
+        assert one[1:] == other[1:]
+
+
+def test_the_pixel_room_draws_the_agent_the_goal_and_a_noise_patch_only_while_the_tv_plays() -> None:
+    env = OpenRoomPixelsEnv(tv="action")
+    image, info = env.reset(seed=0)
+    assert not info["on_tv"] and image.shape == (36, 36, 1)
+    assert (image == 255).sum() == 1 and (image == 128).sum() == 1 and image[-1, 0] == 0
+    assert image[24, 0, 0] == 255 and image[0, 24, 0] == 128  # the start and the goal corner of the room
+    patch = (slice(-TV_PATCH_PIXELS, None), slice(-TV_PATCH_PIXELS, None))
+    for action in (TV_ACTION, 0, TV_ACTION):
+        image, _, _, _, info = env.step(action)
+        assert info["on_tv"] == (action == TV_ACTION)
+        assert image[patch].any() == info["on_tv"]
+        assert (image[:-TV_PATCH_PIXELS] == 255).sum() == 1  # the agent, drawn once outside the patch
+
+
+@needs_minigrid
+def test_noisy_doorkey_shows_random_cells_after_done_and_is_doorkey_otherwise() -> None:
+    plain, noisy = doorkey_8x8(), doorkey_tv_8x8()
+    first, _ = plain.reset(seed=7)
+    second, info = noisy.reset(seed=7)
+    np.testing.assert_array_equal(first, second)
+    assert not info["on_tv"]
+    for action in (0, 2, DONE_ACTION, 1, DONE_ACTION):
+        first, reward, *_ = plain.step(action)
+        second, noisy_reward, *_, info = noisy.step(action)
+        assert reward == noisy_reward and info["on_tv"] == (action == DONE_ACTION)
+        assert np.array_equal(first, second) != info["on_tv"]
+        assert second.sum() == 7 * 7 * 3 + 1  # still one object, colour and state per cell, and a direction

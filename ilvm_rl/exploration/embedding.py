@@ -60,9 +60,9 @@ class RandomEmbedding(nn.Module):
         self.feature_stats.update(self._raw_features(obs).cpu().numpy())
 
     def _raw_features(self, obs: np.ndarray) -> torch.Tensor:
-        weight = self.net[0].weight
+        device = next(self.net.parameters()).device
         with torch.no_grad():
-            return self.net(torch.as_tensor(self.obs_norm(obs), dtype=torch.float32, device=weight.device))
+            return self.net(torch.as_tensor(self.obs_norm(obs), dtype=torch.float32, device=device))
 
     def forward(self, obs: np.ndarray) -> torch.Tensor:
         """Features ``(n, dim)`` of observations ``(n, obs_dim)``, standardised and clipped; no gradient."""
