@@ -88,6 +88,11 @@ POLICY_SPACES = (gym.spaces.Box, gym.spaces.Discrete, gym.spaces.MultiDiscrete, 
 THRESHOLD_WINDOW = 10
 # evaluation environments are seeded away from the training ones
 EVAL_SEED_OFFSET = 10_000
+ONLINE_REPRESENTATION_RESUME = (
+    "representation mode 'online': a checkpoint keeps the state model's weights and input scaling (in "
+    "model.zip) but not its own replay and optimiser state; the resumed run refills that replay from "
+    "scratch and restarts Adam's moments, so it does not continue as the uninterrupted run would"
+)
 
 
 @dataclass(frozen=True)
@@ -537,6 +542,8 @@ def _build(
         model = build_model(spec, recipe, env)
         exploration: ModuleCallback | None = None
         if state is not None:  # the features extractor's weights are part of the policy in model.zip
+            if recipe.representation is not None and recipe.representation.mode == "online":
+                warnings.warn(ONLINE_REPRESENTATION_RESUME, stacklevel=2)
             load_weights(model, run_dir / MODEL_FILE)
             restore_position(model, state, spec.steps)
             if isinstance(model, OffPolicyAlgorithm):

@@ -305,3 +305,9 @@ def test_resuming_one_checkpoint_twice_gives_the_same_run(tmp_path: Path, agent:
         assert one.read("policy.pth") == other.read("policy.pth")
     module = Path("exploration", "weights.safetensors")
     assert (first / module).read_bytes() == (second / module).read_bytes()
+
+
+def test_resuming_an_online_representation_warns_that_its_replay_and_optimiser_start_afresh(tmp_path: Path) -> None:
+    run_dir = interrupted(tmp_path / "run", agent="ppo_ilvm_repr_online")
+    with pytest.warns(UserWarning, match="'online'.*not its own replay and optimiser state"):
+        assert main(["train", "--resume", str(run_dir), "--no-progress"]) == 0
