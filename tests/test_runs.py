@@ -160,8 +160,13 @@ save_file(state, run + "/reloaded.safetensors")
 save_explorer(explorer, run + "/resaved")
 model = PPO.load(run + "/model.zip", env=env, device="cpu")
 callback = with_exploration(model, checkpoint=run + "/exploration")
-model.learn(64, callback=callback, reset_num_timesteps=False)
-assert callback.explorer.store.size == explorer.store.size + 64
+# 256 + 768 steps: β falls to 0 for good at step 768, after which the module stores and trains no more
+model.learn(768, callback=callback, reset_num_timesteps=False)
+stored = callback.explorer.store.size - explorer.store.size
+assert stored == 768 - 256 - 2, stored  # every step before the one that reaches 768, of 2 envs
+assert callback.explorer.retired(1.0)
+trained = callback.explorer.bonus_model.state_dict()
+assert any(not np.array_equal(trained[k].numpy(), state[k]) for k in state), "the model did not train"
 print("continued", callback.explorer.store.size)
 """
 
