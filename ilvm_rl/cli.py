@@ -125,13 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="where the agent and its modules compute (default: the recipe's device, cpu in the shipped ones); "
         "with --resume, the device to continue on",
     )
-    train_parser.add_argument(
-        "--threads",
-        type=int,
-        default=1,
-        metavar="N",
-        help="torch's CPU threads (default 1: the networks are small, and runs often go side by side)",
-    )
+    add_threads_flag(train_parser)
     train_parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
     bench_parser = commands.add_parser(
@@ -264,9 +258,34 @@ def build_parser() -> argparse.ArgumentParser:
         default=Path("runs"),
         help="the results go to RUNS_DIR/world_model/<env>__<seed>__<time>/",
     )
+    add_threads_flag(world_parser)
 
     commands.add_parser("recipes", help="list the shipped agent recipes, each with what it is")
     return parser
+
+
+def add_threads_flag(parser: argparse.ArgumentParser) -> None:
+    """``--threads N``, torch's CPU threads for the command (:func:`set_threads`)."""
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        metavar="N",
+        help="torch's CPU threads (default 1: the networks are small, and runs often go side by side)",
+    )
+
+
+def set_threads(threads: int) -> None:
+    """Give torch ``threads`` CPU threads (the ``--threads`` flag). Set here, by the command, and not
+    in the library functions it calls: a script's own thread setting is its own, and a CNN policy
+    may want more.
+
+    Raises:
+        ConfigError: fewer than one thread.
+    """
+    if threads < 1:
+        raise ConfigError(f"--threads must be >= 1, got {threads}")
+    torch.set_num_threads(threads)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -302,10 +321,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def train_command(args: argparse.Namespace, command: str) -> None:
     """``ilvm-rl train``: a new run, or with ``--resume`` an interrupted one continued; prints the results."""
-    if args.threads < 1:
-        raise ConfigError(f"--threads must be >= 1, got {args.threads}")
-    # here, not in train(): a script's own thread setting is its own, and a CNN policy may want more
-    torch.set_num_threads(args.threads)
+    set_threads(args.threads)
     progress_bar = not args.no_progress
     if args.resume is not None:
         given = [flag for flag in ("agent", "env", "seed", "steps", "threshold") if getattr(args, flag) is not None]
@@ -454,6 +470,7 @@ def world_model(args: argparse.Namespace, command: str) -> None:
     """``ilvm-rl world-model``: print the table and keep it in ``runs/world_model/<env>__<seed>__<time>/``."""
     check_env_id(args.env)
     checked_seed("--seed", args.seed)
+    set_threads(args.threads)
     try:
         rows = run_world_model_benchmark(
             args.env, args.horizon, args.samples, args.steps, args.fit_steps, seed=args.seed

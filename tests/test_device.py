@@ -116,6 +116,22 @@ def test_the_command_line_sets_torch_threads(tmp_path: Path) -> None:
         torch.set_num_threads(1)
 
 
+def test_the_world_model_benchmark_leaves_torch_threads_to_its_command(tmp_path: Path) -> None:
+    import ilvm_rl.envs  # noqa: F401  (registers ilvm/Fork-v0)
+    from ilvm_rl.bench.world_model import run_benchmark
+
+    tiny = {"steps": 64, "fit_steps": 1, "eval_segments": 16, "n_envs": 4}
+    try:
+        torch.set_num_threads(2)
+        run_benchmark("ilvm/Fork-v0", **tiny)
+        assert torch.get_num_threads() == 2
+        flags = ["world-model", "--env", "ilvm/Fork-v0", "--steps", "64", "--fit-steps", "1"]
+        assert main([*flags, "--runs-dir", str(tmp_path), "--threads", "1"]) == 0
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(1)
+
+
 def test_bad_devices_and_thread_counts_are_refused_naming_them(tmp_path: Path, capsys) -> None:
     flags = ["train", "--agent", "ppo", "--env", "CartPole-v1", "--runs-dir", str(tmp_path), "--no-progress"]
     assert main([*flags, "--threads", "0"]) == 2

@@ -119,7 +119,6 @@ def run_benchmark(
         if value < least[name]:
             why = f" ({n_envs} envs × (horizon + 1): every env must play one whole segment)" if name == "steps" else ""
             raise ValueError(f"{name} must be >= {least[name]}{why}, got {value}")
-    torch.set_num_threads(1)  # small networks: threads cost more than they give
     torch.manual_seed(seed)
     train_store, observation_space, action_space = collect(env_id, steps, n_envs, seed)
     test_store, _, _ = collect(env_id, steps, n_envs, seed + 1_000)
