@@ -76,8 +76,8 @@ def test_an_interrupted_run_resumes_with_its_replay_buffer_and_module(
         # 512 rows per env went through a ring of 500 rows: only a restored buffer has wrapped
         assert bool(replay["full"]) and int(replay["pos"]) == 12
     weights = load_file(str(run_dir / "exploration" / "weights.safetensors"))
-    # the running mean of the bonus counts every transition scored, before and after the resume
-    assert float(weights["stats.raw_reward.count"].reshape(-1)[0]) > 900
+    # the scale's statistics count every transition scored, before and after the resume
+    assert float(weights["scaler.stats.count"].reshape(-1)[0]) > 900
 
 
 def test_off_policy_recipes_are_checked_before_anything_trains() -> None:

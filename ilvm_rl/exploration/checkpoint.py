@@ -8,6 +8,9 @@ it was built for, whether it keeps a replay of its own).
 The episodes in progress are not kept (their intrinsic returns so far, whether the task spoke in
 them): a loaded module serves environments that start new episodes, and a flag of an episode that
 never ends would count at the next episode end (written by earlier versions, they are ignored).
+Nor are the running statistics of the raw bonus (``stats.raw_reward.*``), which centred the
+off-policy bonus before it was centred on each sampled batch: earlier versions wrote them, and a
+load ignores them.
 """
 
 from __future__ import annotations
@@ -60,7 +63,6 @@ def _arrays(explorer: Explorer) -> dict[str, torch.Tensor]:
         for name, stats in part.statistics().items():
             numpy_state.update({f"stats.{prefix}.{name}.{k}": v for k, v in stats.state().items()})
     numpy_state.update({f"scaler.{k}": v for k, v in explorer.scaler.state().items()})
-    numpy_state.update({f"stats.raw_reward.{k}": v for k, v in explorer.raw_reward_stats.state().items()})
     if explorer.store is not None:
         numpy_state.update({f"store.{k}": v for k, v in explorer.store.state().items()})
     tensors.update({k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in numpy_state.items()})
@@ -127,9 +129,6 @@ def _restore(explorer: Explorer, tensors: dict[str, torch.Tensor], settings: dic
     if explorer.n_envs != settings["n_envs"]:  # per-env running returns cannot be mapped onto other envs; the scale can
         scaler_state["returns"] = explorer.scaler.returns
     explorer.scaler.load_state(scaler_state)
-    raw_reward_state = _prefixed(tensors, "stats.raw_reward.")
-    if raw_reward_state:  # checkpoints written before the off-policy buffer do not keep it
-        explorer.raw_reward_stats.load_state(raw_reward_state)
     if explorer.store is not None:
         explorer.store.load_state(_prefixed(tensors, "store."))
     explorer.torch_rng_state = tensors["torch_rng_state"].clone()

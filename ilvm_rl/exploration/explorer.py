@@ -20,7 +20,6 @@ from gymnasium import spaces
 from ilvm_rl.config import VARIANTS, ConfigError
 from ilvm_rl.data.replay import TransitionBatch, TransitionStore
 from ilvm_rl.data.spaces import Observation, TransitionCodec
-from ilvm_rl.data.statistics import RunningMeanStd
 from ilvm_rl.exploration.bonus import BonusModel, DisagreementConfig, ILVMBonus, ILVMScoreConfig
 from ilvm_rl.exploration.ensemble_variance import EnsembleVarianceBonus, EnsembleVarianceConfig
 from ilvm_rl.exploration.icm import ICMBonus, ICMConfig
@@ -258,8 +257,6 @@ class Explorer:
         self.rng = np.random.default_rng(seed)
         self.store = self.codec.store(config.store_capacity) if own_replay else None
         self.scaler = ReturnScaler(n_envs, config.int_gamma, config.scale_memory)
-        # the raw bonus of the transitions as they arrive: what staying in the stream is worth on average
-        self.raw_reward_stats = RunningMeanStd(memory=config.scale_memory)
         self.steps_since_rollout = 0
         self.int_episode_returns = np.zeros(n_envs, dtype=np.float64)
         self.value_targets: tuple[np.ndarray, np.ndarray] | None = None
@@ -437,8 +434,7 @@ class Explorer:
         """
         with self.own_torch_rng():
             self.bonus_model.update_statistics(rollout)
-            raw, finite = self.finite_scores(rollout)
-        self.raw_reward_stats.update(raw[finite])
+            raw, _ = self.finite_scores(rollout)
         raw = raw.reshape(n_steps, self.n_envs)
         rewards = self.scaler.scale(raw)
         rewards[~np.isfinite(rewards)] = 0.0
