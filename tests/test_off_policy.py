@@ -22,6 +22,7 @@ from ilvm_rl.checkpoint import CheckpointError
 from ilvm_rl.config import ConfigError
 from ilvm_rl.data.replay import TransitionBatch
 from ilvm_rl.exploration import RNDConfig
+from ilvm_rl.exploration.explorer import Explorer
 from ilvm_rl.sb3 import replay
 from ilvm_rl.sb3.replay import (
     ExplorationDictReplayBuffer,
@@ -179,6 +180,36 @@ def test_a_bonus_with_no_weight_leaves_the_agent_unchanged() -> None:
     assert torch.equal(trained[0], trained[1])
 
 
+def test_after_beta_reaches_zero_the_module_stops_and_the_agent_trains_as_it_would_have(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    config = dataclasses.replace(TINY, int_coef=1.0, int_coef_final=0.0, int_coef_final_at=0.5)
+
+    def train(keep_scoring: bool) -> tuple[DQN, list[float], list[float]]:
+        """The agent, and the progress of the run at each scored batch and at each model step."""
+        if keep_scoring:  # the module as it was: it scores and trains to the end though β is 0
+            monkeypatch.setattr(Explorer, "retired", lambda self, progress: False)
+        model = dqn(two_envs(), config, learning_starts=0)
+        bonus = model.replay_buffer.bonus
+        scored: list[float] = []
+        stepped: list[float] = []
+        finite_scores, train_on = bonus.explorer.finite_scores, bonus.explorer.train_on
+        bonus.explorer.finite_scores = lambda batch: scored.append(bonus.progress) or finite_scores(batch)
+        bonus.explorer.train_on = lambda batches: stepped.append(bonus.progress) or train_on(batches)
+        model.learn(64, callback=ReplayExplorationCallback())
+        monkeypatch.undo()
+        return model, scored, stepped
+
+    retired_model, retired_scored, retired_stepped = train(keep_scoring=False)
+    scoring_model, scoring_scored, scoring_stepped = train(keep_scoring=True)
+    for ours, theirs in zip(retired_model.policy.parameters(), scoring_model.policy.parameters(), strict=True):
+        assert torch.equal(ours, theirs)
+    # DQN samples 2 batches after every 8 steps: at 8, 16, ... 64 of 64 steps; β is 0 from 32 on
+    assert scoring_stepped == pytest.approx(np.repeat(np.arange(8, 72, 8) / 64, 2).tolist())
+    assert retired_stepped == scoring_stepped[:6] and retired_scored == scoring_scored[: len(retired_scored)]
+    assert max(retired_scored) < 0.5 <= max(scoring_scored)
+
+
 @pytest.mark.parametrize("algo", [SAC, TD3])
 def test_continuous_agents_train_with_the_bonus_and_the_module_reads_actions_in_env_units(algo) -> None:
     action_space = spaces.Box(-2.0, 2.0, (1,), dtype=np.float32)
@@ -311,13 +342,14 @@ def test_without_the_callback_the_bonus_is_constant_and_a_schedule_is_refused() 
 
 
 def test_the_schedule_follows_the_steps_taken() -> None:
-    model = dqn(two_envs(), dataclasses.replace(TINY, int_coef=1.0, int_coef_final=0.0), learning_starts=0)
+    # β falls to 0.5, never to 0: the module never retires, and every batch is scored
+    model = dqn(two_envs(), dataclasses.replace(TINY, int_coef=1.0, int_coef_final=0.5), learning_starts=0)
     explorer, coefs = model.replay_buffer.bonus.explorer, []
     coefficient = explorer.coefficient
     explorer.coefficient = lambda progress: coefs.append(coefficient(progress)) or coefs[-1]
     model.learn(64, callback=ReplayExplorationCallback())
     # trains after every 4 calls of 2 envs' steps: 8, 16, ... 64 of 64 steps
-    assert coefs == pytest.approx(np.repeat(1.0 - np.arange(8, 72, 8) / 64, 2).tolist())
+    assert coefs == pytest.approx(np.repeat(1.0 - 0.5 * np.arange(8, 72, 8) / 64, 2).tolist())
 
 
 def test_replay_and_module_are_saved_without_pickle_and_restored(tmp_path: Path) -> None:

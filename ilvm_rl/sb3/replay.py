@@ -157,13 +157,18 @@ class ReplayBonus:
 
     def sample_bonus(self, rows: np.ndarray, envs: np.ndarray) -> np.ndarray:
         """The bonus ``β·(b − b̄)/σ`` of the sampled transitions ``(rows[k], envs[k])``, ``(n, 1)`` float32,
-        always finite; every ``train_every``-th call the model then takes a gradient step on them."""
+        always finite; every ``train_every``-th call the model then takes a gradient step on them.
+        Once β is 0 for good (:meth:`Explorer.retired`) the bonus is 0, and the module neither
+        scores nor trains any more."""
         explorer, config = self.explorer, self.explorer.config
         if self.progress is None and config.int_coef_final is not None:
             raise ValueError(
                 "exploration int_coef_final sets a β schedule over the run, which the replay buffer can only "
                 "follow with ReplayExplorationCallback in model.learn(callback=...)"
             )
+        if explorer.retired(self.progress or 0.0):  # nothing the module computes would reach the agent
+            self._record("int_coef", 0.0)
+            return np.zeros((len(rows), 1), dtype=np.float32)
         self._score_new_transitions()
         batch = self.transitions(rows, envs)
         start = time.perf_counter()
