@@ -170,6 +170,24 @@ def test_the_module_reads_original_observations_under_vec_normalize() -> None:
     assert set(stored.next_obs[stored.terminated, 0]) == {2.0} and set(stored.next_obs[stored.truncated, 0]) == {3.0}
 
 
+def test_the_module_reads_images_in_one_layout_under_vec_normalize() -> None:
+    """SB3 moves a channel-last image's channels first outside VecNormalize, whose original
+    observations keep them last: the module stores what it would store without VecNormalize."""
+    stored = []
+    for normalise in (False, True):
+        env = make_vec_env("ImageToy-v0", n_envs=2, seed=0)
+        env = VecNormalize(env, norm_obs=False, norm_reward=True) if normalise else env
+        model = PPO("MlpPolicy", env, n_steps=6, batch_size=12, n_epochs=1, seed=0, device="cpu")
+        config = dataclasses.replace(TINY, bonus=RNDConfig(8), int_coef_final=None)  # scores to the end
+        exploration = ExplorationCallback(config, seed=0)
+        model.learn(12, callback=exploration)  # one rollout, an episode end in each env
+        replay = exploration.explorer.replay
+        stored.append(replay.latest(replay.size))
+    assert stored[0].truncated.any() or stored[0].terminated.any()
+    for name in ("obs", "next_obs"):
+        np.testing.assert_array_equal(getattr(stored[0], name), getattr(stored[1], name))
+
+
 def test_a_module_with_no_weight_leaves_the_agent_unchanged() -> None:
     """The module draws from random streams of its own: with β = 0 and ext_coef = 1 PPO learns
     exactly what it learns without the module."""

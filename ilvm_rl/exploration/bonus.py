@@ -218,7 +218,8 @@ class ILVMBonus(BonusModel):
         observation's otherwise."""
         if self.embedding is not None:
             actions = self.tensor(self.action_encoder.encode(batch.actions))
-            return torch.cat([self.embedding(batch.obs), actions], dim=1), self.embedding(batch.next_obs)
+            obs, next_obs = self.embedding(np.concatenate([batch.obs, batch.next_obs])).split(len(batch))
+            return torch.cat([obs, actions], dim=1), next_obs
         if self.state_model:
             return None, self.tensor(self.obs_norm(batch.next_obs))
         context = np.concatenate([self.obs_norm(batch.obs), self.action_encoder.encode(batch.actions)], axis=1)

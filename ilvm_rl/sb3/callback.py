@@ -20,7 +20,7 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.buffers import RolloutBuffer
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
-from stable_baselines3.common.vec_env import VecNormalize
+from stable_baselines3.common.vec_env import VecNormalize, VecTransposeImage
 
 from ilvm_rl.config import from_dict
 from ilvm_rl.data.spaces import Observation
@@ -92,7 +92,16 @@ class OriginalSteps:
     def start_rollout(self) -> None:
         """Read the observations the next actions will be taken in."""
         self.normalizer = self.model.get_vec_normalize_env()
-        self.last = self.normalizer.get_original_obs() if self.normalizer is not None else self.model._last_obs
+        self.last = self.original_obs() if self.normalizer is not None else self.model._last_obs
+
+    def original_obs(self) -> Observation:
+        """``VecNormalize``'s raw observations in the layout the policy sees: SB3 wraps a channel-last
+        image env in ``VecTransposeImage`` outside ``VecNormalize``, which keeps the channels last,
+        while the step's observations and terminal observations come channels first."""
+        assert self.normalizer is not None
+        original = self.normalizer.get_original_obs()
+        env = self.model.get_env()
+        return env.transpose_observations(original) if isinstance(env, VecTransposeImage) else original
 
     def step(self, callback_locals: dict[str, Any]) -> dict[str, Any]:
         """The step the algorithm has just taken, as the environments returned it; see :func:`transition`."""
@@ -100,7 +109,7 @@ class OriginalSteps:
         if self.normalizer is None:
             new_obs = callback_locals["new_obs"]
         else:  # VecNormalize keeps the raw step, and normalises terminal observations in place
-            new_obs = self.normalizer.get_original_obs()
+            new_obs = self.original_obs()
             infos = [
                 {**info, "terminal_observation": self.normalizer.unnormalize_obs(info["terminal_observation"])}
                 if "terminal_observation" in info
