@@ -1,8 +1,6 @@
 """Defaults are the benchmarked recipe: ``ExplorationConfig()`` is what ``ppo_ilvm`` ships, and a
 settings file's left-out keys take the same defaults as Python."""
 
-import dataclasses
-
 import pytest
 
 from ilvm_rl.config import ConfigError, from_dict
@@ -11,16 +9,23 @@ from ilvm_rl.exploration.explorer import ExplorationConfig
 from ilvm_rl.exploration.rnd import RNDConfig
 from ilvm_rl.model.ilvm import ModelConfig
 
-# Still the older defaults: ppo_rnd, ppo_ilvm_full, dqn_ilvm, dqn_rnd and sac_ilvm leave these keys
-# out and were benchmarked with these values; they follow ppo_ilvm once those recipes write them.
-OLDER_DEFAULTS = {"int_coef_final": None, "int_coef_final_at": 1.0, "handover": False}
-
 
 def test_the_exploration_defaults_are_the_ppo_ilvm_recipe() -> None:
     # no section of ppo_ilvm, nor of the ppo it extends, names CartPole-v1: the recipe's default
-    shipped = ExplorationConfig.from_recipe("ppo_ilvm", "CartPole-v1")
-    assert dataclasses.replace(shipped, **OLDER_DEFAULTS) == ExplorationConfig()
+    assert ExplorationConfig.from_recipe("ppo_ilvm", "CartPole-v1") == ExplorationConfig()
     assert ExplorationConfig().bonus == DisagreementConfig(samples=16, target="next_obs")
+    assert (ExplorationConfig().int_coef_final, ExplorationConfig().int_coef_final_at) == (0.0, 0.75)
+    assert ExplorationConfig().handover
+
+
+@pytest.mark.parametrize("recipe", ["ppo_ilvm_full", "dqn_ilvm", "dqn_rnd", "sac_ilvm"])
+def test_the_recipes_benchmarked_with_beta_held_name_it(recipe: str) -> None:
+    assert ExplorationConfig.from_recipe(recipe, "MountainCar-v0").int_coef_final is None
+
+
+@pytest.mark.parametrize("recipe", ["ppo_rnd", "ppo_ilvm_full"])
+def test_the_recipes_benchmarked_without_a_handover_name_it(recipe: str) -> None:
+    assert not ExplorationConfig.from_recipe(recipe, "MountainCar-v0").handover
 
 
 def test_a_recipe_section_gives_its_environment_its_settings() -> None:

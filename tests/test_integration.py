@@ -23,8 +23,12 @@ from ilvm_rl.exploration.streams import non_episodic_gae
 from ilvm_rl.sb3.callback import intrinsic_share
 
 TINY_MODEL = ModelConfig(objectives=("energy", "elbo"), latent_dim=2, hidden_sizes=(16,), n_samples=4)
+# β held and no handover: the tests study the bonus at work through a whole run; those of the β
+# schedule and of the handover set them
 TINY = ExplorationConfig(
     bonus=ILVMScoreConfig(score="excess_error"),
+    int_coef_final=None,
+    handover=False,
     store_capacity=1000,
     batch_size=32,
     updates_per_rollout=1,
@@ -215,7 +219,7 @@ class TagSpy(BaseCallback):
 
 
 def test_beta_follows_the_steps_taken_and_reaches_its_final_value() -> None:
-    config = dataclasses.replace(TINY, int_coef=1.0, int_coef_final=0.0)
+    config = dataclasses.replace(TINY, int_coef=1.0, int_coef_final=0.0, int_coef_final_at=1.0)
     model = PPO("MlpPolicy", two_stream_envs(), n_steps=8, batch_size=16, n_epochs=1, seed=0, device="cpu")
     spy = TagSpy("ilvm/int_coef")
     model.learn(64, callback=CallbackList([ExplorationCallback(config, seed=0), spy]))
@@ -283,7 +287,7 @@ def test_algorithms_and_action_spaces_train_with_the_bonus(algo, action_space, b
     env = make_vec_env(lambda: CounterEnv(length=4, action_space=action_space), n_envs=2, seed=0)
     minibatch = {"batch_size": 16} if algo is PPO else {}  # one rollout of 8 steps × 2 envs
     model = algo("MlpPolicy", env, n_steps=8, seed=0, policy_kwargs={"net_arch": [8]}, device="cpu", **minibatch)
-    config = ExplorationConfig(bonus=bonus, store_capacity=100, batch_size=16, updates_per_rollout=1, model=TINY_MODEL)
+    config = dataclasses.replace(TINY, bonus=bonus, store_capacity=100, batch_size=16)
     callback = ExplorationCallback(config, seed=0)
     model.learn(48, callback=callback)
     assert callback.explorer.store.size == 48

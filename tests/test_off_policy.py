@@ -35,7 +35,7 @@ from ilvm_rl.sb3.replay import (
 )
 
 TINY_MODEL = ModelConfig(objectives=("elbo",), latent_dim=2, hidden_sizes=(16,), n_samples=4)
-TINY = ExplorationConfig(bonus=RNDConfig(), model=TINY_MODEL)
+TINY = ExplorationConfig(bonus=RNDConfig(), int_coef_final=None, model=TINY_MODEL)  # β held, as dqn_ilvm holds it
 
 
 def two_envs() -> DummyVecEnv:
@@ -343,7 +343,11 @@ def test_without_the_callback_the_bonus_is_constant_and_a_schedule_is_refused() 
 
 def test_the_schedule_follows_the_steps_taken() -> None:
     # β falls to 0.5, never to 0: the module never retires, and every batch is scored
-    model = dqn(two_envs(), dataclasses.replace(TINY, int_coef=1.0, int_coef_final=0.5), learning_starts=0)
+    model = dqn(
+        two_envs(),
+        dataclasses.replace(TINY, int_coef=1.0, int_coef_final=0.5, int_coef_final_at=1.0),
+        learning_starts=0,
+    )
     explorer, coefs = model.replay_buffer.bonus.explorer, []
     coefficient = explorer.coefficient
     explorer.coefficient = lambda progress: coefs.append(coefficient(progress)) or coefs[-1]

@@ -242,6 +242,7 @@ def test_image_and_dict_observations_through_the_bonus(dict_obs: bool, score: st
     model = ppo(tiny("finetune"), dict_obs=dict_obs)
     config = ExplorationConfig(
         bonus=DisagreementConfig() if score == "disagreement" else ILVMScoreConfig(score=score),
+        int_coef_final=None,  # β held: the module stores every step of the run
         store_capacity=100,
         batch_size=16,
         updates_per_rollout=1,

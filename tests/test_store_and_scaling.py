@@ -88,7 +88,7 @@ def test_non_finite_observations_never_reach_the_rewards() -> None:
 
 
 def test_coefficient_decays_linearly() -> None:
-    config = ExplorationConfig(int_coef=2.0, int_coef_final=0.0)
+    config = ExplorationConfig(int_coef=2.0, int_coef_final=0.0, int_coef_final_at=1.0)
     explorer = Explorer(config, OBS_SPACE, spaces.Discrete(2), n_envs=1)
     assert [explorer.coefficient(p) for p in (0.0, 0.5, 1.0, 2.0)] == [2.0, 1.0, 0.0, 0.0]
 

@@ -70,7 +70,8 @@ class ExplorationConfig:
             :class:`EnsembleVarianceConfig`).
         int_coef: β, the weight of the intrinsic advantage in the policy's advantage
             ``ext_coef·A_ext + int_coef·A_int``.
-        int_coef_final: if set, β moves linearly from ``int_coef`` to this value over the run.
+        int_coef_final: if set, β moves linearly from ``int_coef`` to this value over the run; null
+            holds β at ``int_coef`` (the off-policy recipes, ``ppo_ilvm_full``).
         int_coef_final_at: share of the run, in (0, 1], at which β reaches ``int_coef_final`` and
             stays; below 1 the rest of the run trains on the task's reward alone.
         ext_coef: weight of the task's advantage (SB3's own, timeout bootstrap included).
@@ -92,7 +93,7 @@ class ExplorationConfig:
             handover the scale covers the latest ``scale_memory`` returns, as without
             ``handover``; from then on it stops forgetting, so a bonus that shrinks is no longer
             scaled back up and the task's advantage takes the lead. The moment is logged as
-            ``ilvm/task_spoke``. The ``ppo_ilvm`` and ``ppo_icm`` recipes set it.
+            ``ilvm/task_spoke``. ``ppo_rnd`` and ``ppo_ilvm_full`` turn it off.
         handover_share: the handover comes once the task spoke in at least this share of the
             latest 100 finished episodes (a goal reached once by chance is not yet a task the
             agent can learn from).
@@ -110,19 +111,19 @@ class ExplorationConfig:
         model: the ILVM's settings (for ``rnd`` and ``icm``, only ``hidden_sizes`` is read).
     """
 
-    # the defaults are the ppo_ilvm recipe's settings (tests/test_config.py holds them to it), set here
+    # the defaults are the ppo_ilvm recipe's settings (tests/test_defaults.py holds them to it), set here
     # and not in the bonus's and model's own classes, which the other bonuses and modules build on
     bonus: BonusConfig = field(
         default_factory=partial(DisagreementConfig, samples=16, target="next_obs"), metadata={VARIANTS: BONUSES}
     )
     int_coef: float = 1.0
-    int_coef_final: float | None = None
-    int_coef_final_at: float = 1.0
+    int_coef_final: float | None = 0.0
+    int_coef_final_at: float = 0.75
     ext_coef: float = 2.0
     int_gamma: float = 0.99
     int_gae_lambda: float = 0.95
     scale_memory: int | None = 10_000
-    handover: bool = False
+    handover: bool = True
     handover_share: float = 0.1
     store_capacity: int = 100_000
     batch_size: int = 256

@@ -25,7 +25,8 @@ Usage::
     model.learn(100_000, callback=ReplayExplorationCallback())
 
 The callback hands the buffer the run's progress (needed for a β schedule), logs ``ilvm/`` tags and
-saves the module; without it the buffer works with a constant β. The arrays of any SB3 replay buffer
+saves the module; without it the buffer works only with a constant β (``int_coef_final: None``; the
+default β falls to 0 over the run). The arrays of any SB3 replay buffer
 are saved and restored without pickle by :func:`save_replay` and :func:`load_replay`.
 """
 
