@@ -9,9 +9,11 @@ decide what goes in; this module writes and reads the two files.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from gymnasium import spaces
 from safetensors import SafetensorError
@@ -55,6 +57,46 @@ def write_checkpoint(folder: str | Path, tensors: dict[str, torch.Tensor], setti
     tmp_weights.replace(folder / WEIGHTS_FILE)
     tmp_settings.replace(folder / SETTINGS_FILE)
     return folder
+
+
+def array_tensors(arrays: Mapping[str, np.ndarray]) -> dict[str, torch.Tensor]:
+    """numpy arrays (a replay, running statistics) as tensors of the weights file, under the same names."""
+    return {key: torch.from_numpy(np.ascontiguousarray(value)) for key, value in arrays.items()}
+
+
+def prefixed_arrays(tensors: Mapping[str, torch.Tensor], prefix: str) -> dict[str, np.ndarray]:
+    """The tensors whose names start with ``prefix``, as numpy arrays named without it."""
+    return {key.removeprefix(prefix): value.numpy() for key, value in tensors.items() if key.startswith(prefix)}
+
+
+def optimiser_tensors(optimisers: Mapping[str, torch.optim.Optimizer]) -> dict[str, torch.Tensor]:
+    """Each optimiser's per-parameter state (Adam's moments and step count) as tensors named
+    ``optim.<name>.<parameter index>.<key>``, for :func:`load_optimisers`. Its settings (step size,
+    betas) are not kept: the optimiser a module rebuilds from its own settings has them."""
+    tensors: dict[str, torch.Tensor] = {}
+    for name, optimiser in optimisers.items():
+        for index, state in optimiser.state_dict()["state"].items():
+            for key, value in state.items():
+                tensors[f"optim.{name}.{index}.{key}"] = torch.as_tensor(value)
+    return tensors
+
+
+def load_optimisers(optimisers: Mapping[str, torch.optim.Optimizer], tensors: Mapping[str, torch.Tensor]) -> None:
+    """Put the state :func:`optimiser_tensors` wrote back into optimisers built over the same
+    parameters, in the same order (the state moves onto each parameter's device).
+
+    Raises:
+        ValueError: a name in ``tensors`` is not ``optim.<name>.<index>.<key>``, or the state does not
+            fit the parameters.
+    """
+    for name, optimiser in optimisers.items():
+        state: dict[int, dict[str, torch.Tensor]] = {}
+        for key, value in tensors.items():
+            if key.startswith(f"optim.{name}."):
+                index, field = key.removeprefix(f"optim.{name}.").split(".", 1)
+                state.setdefault(int(index), {})[field] = value
+        groups = optimiser.state_dict()["param_groups"]
+        optimiser.load_state_dict({"state": state, "param_groups": groups})
 
 
 def read_json(path: Path) -> dict[str, Any]:

@@ -9,6 +9,10 @@ A run folder ``runs/<env>__<agent>__<seed>__<time>/`` holds::
     episodes.csv       every finished training episode: global step, extrinsic return, length
     model.zip          the SB3 model
     exploration/       the exploration module checkpoint (safetensors + JSON)
+    representation_online/
+                       online representation mode: the state model's replay, Adam's state and random
+                       stream (safetensors + JSON; its weights and input scaling are the policy's, in
+                       model.zip), saved with the pair
     replay.npz         off-policy agents: the replay buffer's arrays (numpy, no pickle), saved with the pair
     checkpoint.json    the step count, schedule position and training time model and module were saved at
                        (see :mod:`ilvm_rl.run_state`)
@@ -65,6 +69,7 @@ from ilvm_rl.representation.state_model import read_settings
 from ilvm_rl.run_state import (
     EXPLORATION_DIR,
     MODEL_FILE,
+    ONLINE_REPRESENTATION_DIR,
     PENDING_DIR,
     REPLAY_FILE,
     STATE_FILE,
@@ -88,11 +93,6 @@ POLICY_SPACES = (gym.spaces.Box, gym.spaces.Discrete, gym.spaces.MultiDiscrete, 
 THRESHOLD_WINDOW = 10
 # evaluation environments are seeded away from the training ones
 EVAL_SEED_OFFSET = 10_000
-ONLINE_REPRESENTATION_RESUME = (
-    "representation mode 'online': a checkpoint keeps the state model's weights and input scaling (in "
-    "model.zip) but not its own replay and optimiser state; the resumed run refills that replay from "
-    "scratch and restarts Adam's moments, so it does not continue as the uninterrupted run would"
-)
 
 
 @dataclass(frozen=True)
@@ -190,11 +190,20 @@ class PeriodicCheckpoint(BaseCallback):
         every: steps between checkpoints.
         exploration: the run's exploration callback, if any.
         clock: the run's training time so far, all segments together (recorded with each checkpoint).
+        representation: the callback that trains an online representation, if any.
     """
 
-    def __init__(self, run_dir: Path, every: int, exploration: ModuleCallback | None, clock: Callable[[], float]):
+    def __init__(
+        self,
+        run_dir: Path,
+        every: int,
+        exploration: ModuleCallback | None,
+        clock: Callable[[], float],
+        representation: RepresentationCallback | None = None,
+    ):
         super().__init__()
         self.run_dir, self.every, self.exploration, self.clock = run_dir, every, exploration, clock
+        self.representation = representation
         self.last = 0
 
     def _on_training_start(self) -> None:
@@ -207,7 +216,7 @@ class PeriodicCheckpoint(BaseCallback):
         # between rollouts everything collected so far has been trained on, by agent and module
         if self.num_timesteps - self.last >= self.every:
             self.last = self.num_timesteps
-            save_checkpoint(self.run_dir, self.model, self.exploration, self.clock())
+            save_checkpoint(self.run_dir, self.model, self.exploration, self.clock(), self.representation)
 
 
 class RunProgressBar(ProgressBarCallback):
@@ -234,9 +243,15 @@ class RunProgressBar(ProgressBarCallback):
         return True
 
 
-def save_checkpoint(run_dir: Path, model: Any, exploration: ModuleCallback | None, wall_time_s: float) -> None:
-    """Write model and module as one checkpoint (:func:`ilvm_rl.run_state.save_pair`)."""
-    save_pair(run_dir, model, exploration.explorer if exploration is not None else None, wall_time_s)
+def save_checkpoint(
+    run_dir: Path,
+    model: Any,
+    exploration: ModuleCallback | None,
+    wall_time_s: float,
+    representation: RepresentationCallback | None = None,
+) -> None:
+    """Write model and modules as one checkpoint (:func:`ilvm_rl.run_state.save_pair`)."""
+    save_pair(run_dir, model, exploration.explorer if exploration is not None else None, wall_time_s, representation)
 
 
 def steps_to_threshold(
@@ -371,7 +386,7 @@ def clear_outputs(run_dir: Path) -> None:
     """Remove what an earlier, unfinished attempt left in ``run_dir``."""
     for name in (EPISODES_FILE, RESULTS_FILE, EVAL_FILE, MODEL_FILE, STATE_FILE, REPLAY_FILE):
         (run_dir / name).unlink(missing_ok=True)
-    for name in ("tb", "monitor", EXPLORATION_DIR, REPRESENTATION_DIR, PENDING_DIR):
+    for name in ("tb", "monitor", EXPLORATION_DIR, REPRESENTATION_DIR, ONLINE_REPRESENTATION_DIR, PENDING_DIR):
         shutil.rmtree(run_dir / name, ignore_errors=True)
 
 
@@ -542,8 +557,6 @@ def _build(
         model = build_model(spec, recipe, env)
         exploration: ModuleCallback | None = None
         if state is not None:  # the features extractor's weights are part of the policy in model.zip
-            if recipe.representation is not None and recipe.representation.mode == "online":
-                warnings.warn(ONLINE_REPRESENTATION_RESUME, stacklevel=2)
             load_weights(model, run_dir / MODEL_FILE)
             restore_position(model, state, spec.steps)
             if isinstance(model, OffPolicyAlgorithm):
@@ -589,20 +602,37 @@ def _learn(
     callbacks: list[BaseCallback] = [EpisodeRecorder(run_dir / EPISODES_FILE)]
     if exploration is not None:
         callbacks.append(exploration)
-    if recipe.representation is not None and recipe.representation.mode == "online":
-        callbacks.append(RepresentationCallback(recipe.representation, seed=spec.seed))
+    representation = online_representation(recipe, run_dir, spec.seed, resume=state is not None)
+    if representation is not None:
+        callbacks.append(representation)
     if recipe.checkpoint_every:
-        callbacks.append(PeriodicCheckpoint(run_dir, recipe.checkpoint_every, exploration, clock))
+        callbacks.append(PeriodicCheckpoint(run_dir, recipe.checkpoint_every, exploration, clock, representation))
     if progress_bar:
         callbacks.append(RunProgressBar())
     model.learn(spec.steps - start_steps, callback=CallbackList(callbacks), reset_num_timesteps=state is None)
     wall = clock()
-    save_checkpoint(run_dir, model, exploration, wall)
+    save_checkpoint(run_dir, model, exploration, wall, representation)
     env.close()
     evaluation = evaluate(model, spec.env_id, spec.seed, recipe)
     (run_dir / EVAL_FILE).write_text(json.dumps(evaluation, indent=2))
     # the steps played again after a kill are counted neither in the steps nor in the time
     return write_results(run_dir, spec, evaluation, model.num_timesteps, model.num_timesteps / wall, wall, code)
+
+
+def online_representation(recipe: Recipe, run_dir: Path, seed: int, resume: bool) -> RepresentationCallback | None:
+    """The callback that trains an ``online`` representation (None in other modes and without one);
+    a resumed run's goes on from the checkpoint's replay and optimiser state."""
+    if recipe.representation is None or recipe.representation.mode != "online":
+        return None
+    checkpoint: Path | None = run_dir / ONLINE_REPRESENTATION_DIR if resume else None
+    if checkpoint is not None and not checkpoint.is_dir():
+        warnings.warn(
+            f"{checkpoint} is missing (a checkpoint written before the online representation's training was "
+            "kept): its replay and optimiser start afresh, so the run does not continue as it would have",
+            stacklevel=2,
+        )
+        checkpoint = None
+    return RepresentationCallback(recipe.representation, seed=seed, checkpoint=checkpoint)
 
 
 def with_replay_exploration(recipe: Recipe, observation_space: gym.Space, seed: int) -> dict[str, Any]:

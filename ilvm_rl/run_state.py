@@ -3,8 +3,9 @@ pickle, and the run's logs cut back to it when a run resumes.
 
 Why a pair: a model that has trained for more steps than its exploration module (or fewer) trains on
 bonuses of another time, without a word. So a checkpoint is first written whole into
-``checkpoint.partial/`` (``model.zip``, ``exploration/``, an off-policy agent's ``replay.npz``, and
-last ``checkpoint.json``, the mark that the rest is complete), then moved into the run folder. A kill
+``checkpoint.partial/`` (``model.zip``, ``exploration/``, an off-policy agent's ``replay.npz``, an
+online representation's training in ``representation_online/``, and last ``checkpoint.json``, the
+mark that the rest is complete), then moved into the run folder. A kill
 while the pending pair is written leaves the previous pair untouched (the incomplete one is thrown
 away); a kill while it is moved in is finished by the next resume (the mark says the pending pair is
 whole). ``checkpoint.json`` records the step count that the model's zip and the module's
@@ -45,11 +46,14 @@ from stable_baselines3.common.vec_env import VecNormalize
 from ilvm_rl.checkpoint import CheckpointError
 from ilvm_rl.exploration.checkpoint import read_checkpoint_steps, save_explorer
 from ilvm_rl.exploration.explorer import Explorer
+from ilvm_rl.representation.extractor import RepresentationCallback
 from ilvm_rl.sb3.replay import save_replay
 
 MODEL_FILE, EXPLORATION_DIR, STATE_FILE = "model.zip", "exploration", "checkpoint.json"
 # an off-policy agent's replay buffer, part of the pair (SB3's model.zip leaves it out)
 REPLAY_FILE = "replay.npz"
+# the online representation's replay, Adam's state and random stream (its model is in model.zip)
+ONLINE_REPRESENTATION_DIR = "representation_online"
 PENDING_DIR = "checkpoint.partial"
 PROGRESS_FILE, STEP_COLUMN = "progress.csv", "time/total_timesteps"
 # 2: SB3's random streams and DQN's target-update phase (a record of version 1 resumes without them)
@@ -138,8 +142,15 @@ def restore_random_streams(model: BaseAlgorithm, streams: dict[str, Any]) -> Non
         ) from error
 
 
-def save_pair(run_dir: Path, model: BaseAlgorithm, explorer: Explorer | None, wall_time_s: float) -> None:
-    """Write ``model`` and ``explorer`` as one checkpoint of ``run_dir`` (see the module docstring)."""
+def save_pair(
+    run_dir: Path,
+    model: BaseAlgorithm,
+    explorer: Explorer | None,
+    wall_time_s: float,
+    representation: RepresentationCallback | None = None,
+) -> None:
+    """Write ``model``, ``explorer`` and the training of an online ``representation`` as one
+    checkpoint of ``run_dir`` (see the module docstring)."""
     pending = run_dir / PENDING_DIR
     shutil.rmtree(pending, ignore_errors=True)
     pending.mkdir()
@@ -148,6 +159,8 @@ def save_pair(run_dir: Path, model: BaseAlgorithm, explorer: Explorer | None, wa
         save_replay(model.replay_buffer, pending / REPLAY_FILE)
     if explorer is not None:
         save_explorer(explorer, pending / EXPLORATION_DIR, steps=model.num_timesteps)
+    if representation is not None:
+        representation.save(pending / ONLINE_REPRESENTATION_DIR, steps=model.num_timesteps)
     normalizer = model.get_vec_normalize_env()
     state = RunState(
         model.num_timesteps,
@@ -167,7 +180,7 @@ def save_pair(run_dir: Path, model: BaseAlgorithm, explorer: Explorer | None, wa
 def _move_in(run_dir: Path) -> None:
     """Move a complete pending pair into the run folder; safe to repeat after a kill at any point."""
     pending = run_dir / PENDING_DIR
-    for name in (MODEL_FILE, EXPLORATION_DIR, REPLAY_FILE):
+    for name in (MODEL_FILE, EXPLORATION_DIR, REPLAY_FILE, ONLINE_REPRESENTATION_DIR):
         if (pending / name).exists():
             if (pending / name).is_dir():
                 shutil.rmtree(run_dir / name, ignore_errors=True)
@@ -212,12 +225,15 @@ def recover_pair(run_dir: Path, with_exploration: bool) -> RunState:
             f"{run_dir / MODEL_FILE} was saved at step {model_steps}, but {path} records step {state.steps}: "
             f"the pair does not belong together"
         )
-    if with_exploration:
-        module_steps = read_checkpoint_steps(run_dir / EXPLORATION_DIR)
+    modules = {EXPLORATION_DIR: "the exploration module"} if with_exploration else {}
+    if (run_dir / ONLINE_REPRESENTATION_DIR).is_dir():
+        modules[ONLINE_REPRESENTATION_DIR] = "the online representation's training"
+    for folder, module in modules.items():
+        module_steps = read_checkpoint_steps(run_dir / folder)
         if module_steps != state.steps:
             raise CheckpointError(
-                f"{run_dir / EXPLORATION_DIR} was saved at step {module_steps}, but {run_dir / MODEL_FILE} at step "
-                f"{state.steps}: the model and the exploration module do not belong together"
+                f"{run_dir / folder} was saved at step {module_steps}, but {run_dir / MODEL_FILE} at step "
+                f"{state.steps}: the model and {module} do not belong together"
             )
     return state
 

@@ -21,6 +21,7 @@ from tensorboard.compat.proto.event_pb2 import Event
 from ilvm_rl import run as run_module
 from ilvm_rl.cli import main
 from ilvm_rl.exploration.checkpoint import read_checkpoint_steps
+from ilvm_rl.representation.extractor import RepresentationCallback
 from ilvm_rl.representation.state_model import StateModel
 from ilvm_rl.run import RunSpec, train
 from ilvm_rl.run_state import _records, load_weights, zip_steps
@@ -257,9 +258,9 @@ def test_a_resumed_run_goes_on_from_the_random_streams_of_its_checkpoint(
     resumed: list[dict] = []
     save_pair = run_module.save_pair
 
-    def save_and_note(run_dir, model, explorer, wall_time_s):
+    def save_and_note(run_dir, model, *modules):
         saved.append(next_draws(model))
-        save_pair(run_dir, model, explorer, wall_time_s)
+        save_pair(run_dir, model, *modules)
 
     class NotingRecorder(run_module.EpisodeRecorder):
         def _on_training_start(self) -> None:
@@ -307,7 +308,49 @@ def test_resuming_one_checkpoint_twice_gives_the_same_run(tmp_path: Path, agent:
     assert (first / module).read_bytes() == (second / module).read_bytes()
 
 
-def test_resuming_an_online_representation_warns_that_its_replay_and_optimiser_start_afresh(tmp_path: Path) -> None:
+def online_training(callback: RepresentationCallback) -> dict:
+    """A copy of what the online representation's training holds besides the model."""
+    trainer = callback.trainer
+    assert trainer is not None
+    return {
+        "replay": trainer.store.state(),
+        "pending": np.concatenate(trainer.pending) if trainer.pending else np.zeros((0, 4), np.float32),
+        "adam": copy.deepcopy(trainer.optims.model.optimizer.state_dict()["state"]),
+        "rng": copy.deepcopy(trainer.rng.bit_generator.state),
+        "counts": (trainer.skipped, callback.recent),
+    }
+
+
+def test_a_resumed_online_representation_goes_on_with_its_replay_and_optimiser(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    saved: list[dict] = []
+    resumed: list[dict] = []
+    save_pair = run_module.save_pair
+
+    def save_and_note(run_dir, model, explorer, wall_time_s, representation):
+        saved.append(online_training(representation))
+        save_pair(run_dir, model, explorer, wall_time_s, representation)
+
+    monkeypatch.setattr(run_module, "save_pair", save_and_note)
     run_dir = interrupted(tmp_path / "run", agent="ppo_ilvm_repr_online")
-    with pytest.warns(UserWarning, match="'online'.*not its own replay and optimiser state"):
+    at_checkpoint = saved[-1]  # the first segment's last save, at step 256, after its last rollout
+    monkeypatch.setattr(
+        RepresentationCallback, "_on_training_start", lambda self: resumed.append(online_training(self)), raising=False
+    )
+    assert main(["train", "--resume", str(run_dir), "--no-progress"]) == 0
+    (at_resume,) = resumed
+    assert len(at_checkpoint["replay"]["next_obs"]) == 256 and len(at_checkpoint["pending"]) == 64
+    assert at_checkpoint["counts"] == at_resume["counts"] == (0, 64)  # the last rollout: 64 steps not yet trained on
+    for key in ("replay", "pending", "adam"):
+        torch.testing.assert_close(at_resume[key], at_checkpoint[key], rtol=0, atol=0, msg=key)
+    assert at_resume["adam"] and at_resume["rng"] == at_checkpoint["rng"]
+    assert json.loads((run_dir / "representation_online" / "settings.json").read_text())["steps"] == 512
+
+
+def test_a_checkpoint_without_the_online_training_resumes_with_a_warning(tmp_path: Path) -> None:
+    run_dir = interrupted(tmp_path / "run", agent="ppo_ilvm_repr_online")
+    shutil.rmtree(run_dir / "representation_online")  # as checkpoints were written before it was kept
+    with pytest.warns(UserWarning, match="representation_online is missing .* replay and optimiser start afresh"):
         assert main(["train", "--resume", str(run_dir), "--no-progress"]) == 0
+    assert (run_dir / "representation_online" / "weights.safetensors").is_file()

@@ -25,8 +25,12 @@ from gymnasium import spaces
 from ilvm_rl.checkpoint import (
     SETTINGS_FILE,
     CheckpointError,
+    array_tensors,
     check_spaces,
     describe_space,
+    load_optimisers,
+    optimiser_tensors,
+    prefixed_arrays,
     read_json,
     read_settings,
     read_tensors,
@@ -51,21 +55,22 @@ def _trained_parts(explorer: Explorer) -> dict[str, BonusModel | IntrinsicCritic
     return parts
 
 
+def _optimisers(part: BonusModel | IntrinsicCritic) -> dict[str, torch.optim.Optimizer]:
+    return {name: optim.optimizer for name, optim in part.optimisers().items()}
+
+
 def _arrays(explorer: Explorer) -> dict[str, torch.Tensor]:
     tensors: dict[str, torch.Tensor] = {}
     numpy_state: dict[str, np.ndarray] = {}
     for prefix, part in _trained_parts(explorer).items():
         tensors.update({f"{prefix}.{k}": v for k, v in part.state_dict().items()})
-        for name, optim in part.optimisers().items():
-            for index, state in optim.optimizer.state_dict()["state"].items():
-                for key, value in state.items():
-                    tensors[f"optim.{name}.{index}.{key}"] = torch.as_tensor(value)
+        tensors.update(optimiser_tensors(_optimisers(part)))
         for name, stats in part.statistics().items():
             numpy_state.update({f"stats.{prefix}.{name}.{k}": v for k, v in stats.state().items()})
     numpy_state.update({f"scaler.{k}": v for k, v in explorer.scaler.state().items()})
     if explorer.store is not None:
         numpy_state.update({f"store.{k}": v for k, v in explorer.store.state().items()})
-    tensors.update({k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in numpy_state.items()})
+    tensors.update(array_tensors(numpy_state))
     tensors["torch_rng_state"] = explorer.torch_rng_state
     return tensors
 
@@ -96,8 +101,8 @@ def save_explorer(explorer: Explorer, folder: str | Path, steps: int | None = No
 
 
 def read_checkpoint_steps(folder: str | Path) -> int | None:
-    """The agent's step count recorded with an exploration checkpoint (None when it was saved
-    without one).
+    """The agent's step count recorded with a module's checkpoint, the exploration module's or an
+    online representation's training (None when it was saved without one).
 
     Raises:
         CheckpointError: the settings file is missing or not valid JSON.
@@ -106,31 +111,20 @@ def read_checkpoint_steps(folder: str | Path) -> int | None:
     return int(steps) if isinstance(steps, int) else None
 
 
-def _prefixed(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, np.ndarray]:
-    return {k.removeprefix(prefix): v.numpy() for k, v in tensors.items() if k.startswith(prefix)}
-
-
 def _restore(explorer: Explorer, tensors: dict[str, torch.Tensor], settings: dict[str, Any]) -> None:
     for prefix, part in _trained_parts(explorer).items():
         part.load_state_dict(
             {k.removeprefix(f"{prefix}."): v for k, v in tensors.items() if k.startswith(f"{prefix}.")}
         )
-        for name, optim in part.optimisers().items():
-            state: dict[int, dict[str, torch.Tensor]] = {}
-            for key, value in tensors.items():
-                if key.startswith(f"optim.{name}."):
-                    index, field = key.removeprefix(f"optim.{name}.").split(".", 1)
-                    state.setdefault(int(index), {})[field] = value
-            groups = optim.optimizer.state_dict()["param_groups"]
-            optim.optimizer.load_state_dict({"state": state, "param_groups": groups})
+        load_optimisers(_optimisers(part), tensors)
         for name, stats in part.statistics().items():
-            stats.load_state(_prefixed(tensors, f"stats.{prefix}.{name}."))
-    scaler_state = _prefixed(tensors, "scaler.")
+            stats.load_state(prefixed_arrays(tensors, f"stats.{prefix}.{name}."))
+    scaler_state = prefixed_arrays(tensors, "scaler.")
     if explorer.n_envs != settings["n_envs"]:  # per-env running returns cannot be mapped onto other envs; the scale can
         scaler_state["returns"] = explorer.scaler.returns
     explorer.scaler.load_state(scaler_state)
     if explorer.store is not None:
-        explorer.store.load_state(_prefixed(tensors, "store."))
+        explorer.store.load_state(prefixed_arrays(tensors, "store."))
     explorer.torch_rng_state = tensors["torch_rng_state"].clone()
     explorer.counters.update(settings.get("counters", {}))
     fences = settings.get("task_reward_fences")

@@ -34,6 +34,8 @@ from ilvm_rl.representation.state_model import (
     StateModel,
     StateModelTrainer,
     load_state_model_weights,
+    load_trainer,
+    save_trainer,
 )
 from ilvm_rl.sb3.callback import step_transitions
 
@@ -154,15 +156,23 @@ class RepresentationCallback(BaseCallback):
     it trains the extractor of the online network, which the target network copies at the agent's
     pace. Its replay holds observations only, ``store_capacity`` of them, beside the agent's buffer.
 
+    The model's weights and input scaling belong to the policy (SB3's ``model.zip`` keeps them);
+    :meth:`save` keeps the rest of its training (replay, Adam's state, random stream), which
+    ``checkpoint`` restores once the policy's weights are loaded.
+
     Args:
         config: the representation settings.
         seed: seeds the replay sampling.
+        checkpoint: a folder written by :meth:`save` to go on from (a resumed run's).
     """
 
-    def __init__(self, config: RepresentationConfig, seed: int = 0, verbose: int = 0):
+    def __init__(
+        self, config: RepresentationConfig, seed: int = 0, checkpoint: str | Path | None = None, verbose: int = 0
+    ):
         super().__init__(verbose)
         self.config = config
         self.seed = seed
+        self.checkpoint = checkpoint
         self.trainer: StateModelTrainer | None = None
         self.recent = 0
 
@@ -182,6 +192,8 @@ class RepresentationCallback(BaseCallback):
         state_model = found[0].state_model
         self.codec = TransitionCodec(state_model.flattener.space, env.action_space)
         self.trainer = StateModelTrainer(state_model, self.config, self.codec, self.seed)
+        if self.checkpoint is not None:
+            self.recent = int(load_trainer(self.trainer, self.checkpoint).get("recent", 0))
 
     def _on_step(self) -> bool:
         assert self.trainer is not None
@@ -197,3 +209,10 @@ class RepresentationCallback(BaseCallback):
         self.recent = 0
         for name, value in metrics.items():
             self.logger.record(f"ilvm/repr/{name}", value)
+
+    def save(self, folder: str | Path, steps: int | None = None) -> Path:
+        """Write the training's checkpoint to ``folder``; ``steps``, the agent's step count, is
+        recorded with it so that a run can tell whether it was saved with the model."""
+        if self.trainer is None:
+            raise ValueError("nothing to save: the callback has not been initialised by learn()")
+        return save_trainer(self.trainer, folder, {"recent": self.recent, "steps": steps})

@@ -5,7 +5,9 @@ policy, and :mod:`ilvm_rl.representation.pretrain` fits it before a run.
 
 A checkpoint folder holds ``weights.safetensors`` (the model's weights and input scaling) and
 ``settings.json`` (format version, the representation settings, the observation space it was fitted
-on), read without pickle.
+on), read without pickle. A trainer's checkpoint (:func:`save_trainer`), beside a run's ``model.zip``
+that holds the model, is laid out the same way: its replay, the observations not yet in the input
+scaling and Adam's state in safetensors, its replay sampler's random stream in JSON.
 """
 
 from __future__ import annotations
@@ -22,7 +24,11 @@ from torch import nn
 from ilvm_rl.checkpoint import (
     SETTINGS_FILE,
     CheckpointError,
+    array_tensors,
     describe_space,
+    load_optimisers,
+    optimiser_tensors,
+    prefixed_arrays,
     read_tensors,
     write_checkpoint,
 )
@@ -40,6 +46,8 @@ Mode = Literal["frozen", "finetune", "online"]
 MODES: tuple[Mode, ...] = ("frozen", "finetune", "online")
 FORMAT_VERSION = 1
 KIND = "representation checkpoint (ilvm-rl pretrain --out)"
+TRAINER_FORMAT_VERSION = 1
+TRAINER_KIND = "checkpoint of an online state model's training (a run's representation_online/)"
 
 
 @dataclass(frozen=True)
@@ -203,6 +211,10 @@ class StateModelTrainer:
         metrics["skipped_updates"] = float(self.skipped)
         return metrics
 
+    def optimisers(self) -> dict[str, torch.optim.Optimizer]:
+        """The optimisers by name, for checkpoints."""
+        return {name: optim.optimizer for name, optim in self.optims.by_name().items()}
+
     def _step(self, batch: TransitionBatch) -> dict[str, float] | None:
         """One guarded gradient step on the finite next observations of ``batch``; None if skipped."""
         rows = batch.finite_rows()
@@ -228,6 +240,49 @@ def save_state_model(
         **(extra or {}),
     }
     return write_checkpoint(folder, state_model.state_dict(), settings)
+
+
+def save_trainer(trainer: StateModelTrainer, folder: str | Path, extra: dict[str, Any] | None = None) -> Path:
+    """Write what ``trainer`` needs to go on training as it would have, apart from the model itself
+    (a run keeps that with the policy, in ``model.zip``), to ``folder`` (created if needed).
+
+    Args:
+        extra: more JSON-able facts to keep in the settings (a callback's own counts, the step count).
+    """
+    pending = trainer.pending or [trainer.store.arrays["next_obs"][:0]]
+    arrays = {
+        **{f"store.{key}": value for key, value in trainer.store.state().items()},
+        "pending": np.concatenate(pending),
+    }
+    settings = {
+        "format_version": TRAINER_FORMAT_VERSION,
+        "skipped": trainer.skipped,
+        "rng_state": trainer.rng.bit_generator.state,
+        **(extra or {}),
+    }
+    return write_checkpoint(folder, {**optimiser_tensors(trainer.optimisers()), **array_tensors(arrays)}, settings)
+
+
+def load_trainer(trainer: StateModelTrainer, folder: str | Path) -> dict[str, Any]:
+    """Restore a checkpoint of :func:`save_trainer` into ``trainer`` (built for the same model and
+    settings); returns its settings, ``extra`` included.
+
+    Raises:
+        CheckpointError: a file is missing, or the checkpoint does not fit the trainer (another
+            format, observation space or model).
+    """
+    settings = read_checkpoint_settings(folder, TRAINER_KIND, TRAINER_FORMAT_VERSION)
+    tensors = read_tensors(folder)
+    try:
+        trainer.store.load_state(prefixed_arrays(tensors, "store."))
+        load_optimisers(trainer.optimisers(), tensors)
+        pending = tensors["pending"].numpy()
+        trainer.pending = [pending] if len(pending) else []
+        trainer.skipped = int(settings["skipped"])
+        trainer.rng.bit_generator.state = settings["rng_state"]
+    except (KeyError, TypeError, ValueError, RuntimeError) as error:
+        raise CheckpointError(f"{folder}: cannot restore the state model's training ({error})") from error
+    return settings
 
 
 def read_settings(folder: str | Path) -> tuple[RepresentationConfig, dict[str, Any]]:
