@@ -91,7 +91,8 @@ def test_disagreement_module_round_trips_through_its_checkpoint(tmp_path, rng: n
 
 def test_next_obs_target_is_the_scaled_next_observation(rng: np.random.Generator) -> None:
     obs_space = spaces.Box(-2.0, 2.0, (3,), dtype=np.float32)
-    bonus = ILVMBonus(TransitionCodec(obs_space, spaces.Discrete(2)), DisagreementConfig(size=2, target="next_obs"))
+    settings = DisagreementConfig(size=2, space="observation", target="next_obs")
+    bonus = ILVMBonus(TransitionCodec(obs_space, spaces.Discrete(2)), settings)
     obs = rng.uniform(-2, 2, size=(5, 3)).astype(np.float32)
     batch = TransitionBatch(obs, np.zeros((5, 1), np.float32), obs[::-1].copy(), np.zeros(5, bool), np.zeros(5, bool))
     context, target = bonus.model_inputs(batch)

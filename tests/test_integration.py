@@ -259,8 +259,9 @@ def test_a_rollout_stopped_by_another_callback_does_not_break_the_next_learn() -
 
 
 def test_settings_may_come_as_a_plain_mapping_with_bad_keys_named() -> None:
-    callback = ExplorationCallback({"score": "novelty", "int_coef": 0.5, "model": {"latent_dim": 2}})
+    callback = ExplorationCallback({"samples": 8, "int_coef": 0.5, "model": {"latent_dim": 2}})
     assert callback.config.int_coef == 0.5 and callback.config.model.latent_dim == 2
+    assert isinstance(callback.config.bonus, DisagreementConfig) and callback.config.bonus.samples == 8
     with pytest.raises(ConfigError, match="ExplorationCallback config: unknown key 'coef'"):
         ExplorationCallback({"coef": 0.5})
 
