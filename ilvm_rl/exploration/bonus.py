@@ -17,6 +17,7 @@ from ilvm_rl.data.statistics import ObservationNormaliser, RunningMeanStd
 from ilvm_rl.exploration.embedding import RandomEmbedding
 from ilvm_rl.model.ensemble import ILVMEnsemble
 from ilvm_rl.model.ilvm import ILVM, ModelConfig, Score
+from ilvm_rl.model.networks import mlp
 from ilvm_rl.model.optim import GuardedAdam, ModelOptimisers, guarded_step
 
 LossTerms = Sequence[tuple[torch.Tensor, GuardedAdam]]
@@ -69,6 +70,13 @@ class DisagreementConfig:
         embedding_hidden_sizes: hidden widths of the random net ``e`` (``space: embedding``).
         target: what the members predict in ``space: observation``, as for the ``ilvm`` bonus:
             ``delta`` or ``next_obs``.
+        calibrated: pay only the disagreement beyond what the members keep showing on contexts like
+            this one that they have trained on: a small net ``g(c)``, fitted to the disagreement of
+            every replayed batch before the members' step on it, is subtracted from the score (not
+            clipped). On contexts the members have never seen, ``g`` knows nothing and the
+            disagreement pays as before; on a noisy screen, whose every frame is a new context and
+            where the members' anchors never quite cancel, ``g`` learns the disagreement that stays
+            and it stops paying.
     """
 
     size: int = 5
@@ -78,6 +86,7 @@ class DisagreementConfig:
     embedding_dim: int = 32
     embedding_hidden_sizes: tuple[int, ...] = (128,)
     target: TransitionTarget = "delta"
+    calibrated: bool = False
 
     def __post_init__(self) -> None:
         if self.size < 2:
@@ -204,6 +213,17 @@ class ILVMBonus(BonusModel):
             else ILVM(context_dim, target_dim, model_config, layout)
         )
         self.optims = ModelOptimisers(self.model, learning_rate)
+        # g(c): the disagreement the members keep on trained contexts (``calibrated``)
+        self.trained_disagreement = (
+            mlp(context_dim, model_config.hidden_sizes, 1)
+            if isinstance(settings, DisagreementConfig) and settings.calibrated
+            else None
+        )
+        self.calibration_optim = (
+            GuardedAdam(list(self.trained_disagreement.parameters()), learning_rate)
+            if self.trained_disagreement is not None
+            else None
+        )
 
     def update_statistics(self, batch: TransitionBatch) -> None:
         if self.embedding is not None:
@@ -233,16 +253,30 @@ class ILVMBonus(BonusModel):
         context, target = self.model_inputs(batch)
         if isinstance(self.model, ILVMEnsemble):
             assert context is not None and isinstance(self.settings, DisagreementConfig)  # always a transition model
-            return self.model.disagreement(context, self.settings.samples)
+            disagreement = self.model.disagreement(context, self.settings.samples)
+            if self.trained_disagreement is None:
+                return disagreement
+            with torch.no_grad():
+                return disagreement - self.trained_disagreement(context).squeeze(-1)
         assert isinstance(self.settings, ILVMScoreConfig)
         return self.model.score(self.settings.score, context, target)
 
     def _loss_terms(self, batch: TransitionBatch) -> tuple[LossTerms, dict[str, torch.Tensor]]:
-        loss = self.model.loss(*self.model_inputs(batch))
-        return self.optims.terms(loss), loss.metrics
+        context, target = self.model_inputs(batch)
+        loss = self.model.loss(context, target)
+        terms, metrics = self.optims.terms(loss), loss.metrics
+        if self.trained_disagreement is not None and self.calibration_optim is not None:
+            assert context is not None and isinstance(self.model, ILVMEnsemble)
+            assert isinstance(self.settings, DisagreementConfig)
+            disagreement = self.model.disagreement(context, self.settings.samples)
+            fit = (self.trained_disagreement(context).squeeze(-1) - disagreement).pow(2).mean()
+            terms.append((fit, self.calibration_optim))
+            metrics = {**metrics, "trained_disagreement": disagreement.mean(), "calibration": fit.detach()}
+        return terms, metrics
 
     def optimisers(self) -> dict[str, GuardedAdam]:
-        return self.optims.by_name()
+        optims = self.optims.by_name()
+        return optims if self.calibration_optim is None else {**optims, "calibration": self.calibration_optim}
 
     def statistics(self) -> dict[str, RunningMeanStd]:
         if self.embedding is not None:
