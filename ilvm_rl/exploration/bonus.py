@@ -86,7 +86,7 @@ class DisagreementConfig:
     embedding_dim: int = 32
     embedding_hidden_sizes: tuple[int, ...] = (128,)
     target: TransitionTarget = "delta"
-    calibrated: bool = False
+    calibrated: bool = True
 
     def __post_init__(self) -> None:
         if self.size < 2:
